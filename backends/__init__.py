@@ -1,0 +1,1 @@
+"""Ways of running and compiling flows, one module each (import name flowkit.backends)."""

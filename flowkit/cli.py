@@ -1,0 +1,105 @@
+"""The ``flowkit`` command line. argparse keeps ``flowkit --help`` fast (no heavy imports)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Callable
+
+from .errors import FlowkitError
+
+_EPILOG = """examples:
+  flowkit run examples/hello/flow.py -p name=Ada      run, skipping unchanged steps
+  flowkit plan examples/ml/flow.py                     what would run, and why
+  flowkit runs                                         recent runs
+  flowkit show RUN_ID / flowkit explain RUN_ID STEP    what ran, why it re-ran"""
+
+
+def _add_store(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", metavar="DIR", help="the store (default: $FLOWKIT_STORE or ./.flowkit)")
+
+
+def _add_params(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-p", "--param", dest="params", action="append", metavar="NAME=VALUE",
+                        help="a flow parameter; VALUE is read as JSON when it parses, else as a string")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flowkit", description="Run plain-Python flows with every unchanged step cached; see what ran and why.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version="flowkit 0.1.0")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = sub.add_parser("run", help="run a flow; unchanged steps are cache hits")
+    run.add_argument("flow", metavar="FLOW", help="path/to/file.py[:attr] or package.module[:attr]")
+    _add_params(run)
+    run.add_argument("--backend", default="local", help="local (default), process or docker")
+    run.add_argument("--workers", type=int, help="parallel steps (process/docker; default: cores)")
+    run.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
+    run.add_argument("--force", action="store_true", help="re-run every step")
+    run.add_argument("--force-step", dest="force_steps", action="append", default=[], metavar="NAME",
+                     help="re-run this step; downstream re-runs only if its output changes")
+    run.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_store(run)
+
+    plan = sub.add_parser("plan", help="what a run would do, and why (runs nothing)")
+    plan.add_argument("flow", metavar="FLOW")
+    _add_params(plan)
+    plan.add_argument("--force", action="store_true")
+    plan.add_argument("--force-step", dest="force_steps", action="append", default=[], metavar="NAME")
+    plan.add_argument("--json", action="store_true")
+    _add_store(plan)
+
+    graph = sub.add_parser("graph", help="print the flow's graph")
+    graph.add_argument("flow", metavar="FLOW")
+    graph.add_argument("--format", choices=("text", "mermaid", "dot"), default="text")
+    graph.add_argument("--run", metavar="RUN_ID", help="colour nodes by their status in this run")
+    _add_store(graph)
+
+    runs = sub.add_parser("runs", help="list recent runs")
+    runs.add_argument("--flow", metavar="NAME")
+    runs.add_argument("--limit", type=int, default=20)
+    runs.add_argument("--json", action="store_true")
+    _add_store(runs)
+
+    show = sub.add_parser("show", help="a run's steps, digests, params and metrics")
+    show.add_argument("run_id", metavar="RUN_ID", help="a run id or a unique prefix, or 'last'")
+    show.add_argument("--json", action="store_true")
+    _add_store(show)
+
+    explain = sub.add_parser("explain", help="why a step ran: its key parts against its previous run")
+    explain.add_argument("run_id", metavar="RUN_ID")
+    explain.add_argument("step", metavar="STEP")
+    explain.add_argument("--json", action="store_true")
+    _add_store(explain)
+
+    cache = sub.add_parser("cache", help="inspect and clean the store")
+    cache.add_argument("action", choices=("ls", "du", "gc", "clear", "reindex"))
+    cache.add_argument("--keep", type=int, metavar="N", help="gc: keep only the N latest runs of each flow")
+    cache.add_argument("--json", action="store_true")
+    _add_store(cache)
+    return parser
+
+
+def _command(name: str) -> Callable[[argparse.Namespace], int]:
+    from . import commands
+
+    return getattr(commands, "cmd_" + name.replace("-", "_"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: FlowkitError -> one or two lines on stderr and its exit code, no traceback."""
+    args = build_parser().parse_args(argv)
+    try:
+        return _command(args.command)(args)
+    except FlowkitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except BrokenPipeError:
+        return 0
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True, default=repr))

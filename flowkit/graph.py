@@ -1,0 +1,163 @@
+"""The recorded graph of a flow: nodes, their inputs, and the only use of networkx.
+
+A ``Node`` holds the step and its bound arguments as a tree of ``Literal``, ``ParamRef`` and
+``Ref`` leaves; ``FlowGraph`` validates the DAG and answers ordering questions.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterator
+
+import attrs
+
+from .errors import CycleError, FlowDefinitionError
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+    from .step import Step
+
+
+@attrs.frozen
+class Literal:
+    """A plain Python value written in the flow body."""
+
+    value: Any
+
+
+@attrs.frozen
+class ParamRef:
+    """A flow parameter, optionally indexed (``cfg["lr"]``)."""
+
+    name: str
+    path: tuple[Any, ...] = ()
+
+
+@attrs.frozen
+class Ref:
+    """An upstream node's output, optionally indexed (``out[0]``, ``out["key"]``)."""
+
+    node: str
+    path: tuple[Any, ...] = ()
+
+
+@attrs.frozen
+class Seq:
+    """A list or tuple written in the flow body that contains handles."""
+
+    kind: str  # "list" | "tuple"
+    items: tuple[Any, ...]
+
+
+@attrs.frozen
+class Mapping:
+    """A dict written in the flow body that contains handles."""
+
+    items: tuple[tuple[Any, Any], ...]
+
+
+Arg = Literal | ParamRef | Ref | Seq | Mapping
+
+
+def iter_leaves(arg: Arg) -> Iterator[Literal | ParamRef | Ref]:
+    """Every leaf of an argument tree, depth first."""
+    if isinstance(arg, Seq):
+        for item in arg.items:
+            yield from iter_leaves(item)
+    elif isinstance(arg, Mapping):
+        for _key, item in arg.items:
+            yield from iter_leaves(item)
+    else:
+        yield arg
+
+
+@attrs.define(eq=False)
+class Node:
+    """One call of a step in a flow body."""
+
+    name: str
+    step: "Step"
+    args: dict[str, Arg]          # bound to the function's parameter names, in signature order
+    call_site: str
+    after: set[str] = attrs.field(factory=set)
+
+    def upstream(self) -> set[str]:
+        """Nodes whose output or completion this node waits for."""
+        refs = {leaf.node for arg in self.args.values() for leaf in iter_leaves(arg) if isinstance(leaf, Ref)}
+        return refs | self.after
+
+
+class FlowGraph:
+    """A validated DAG of nodes, in call order, backed by a networkx DiGraph."""
+
+    def __init__(self, flow_name: str, nodes: dict[str, Node], result: Arg | None) -> None:
+        import networkx as nx  # heavy (0.3 s): only when a graph is built
+
+        self.flow_name = flow_name
+        self.nodes = nodes
+        self.result = result
+        self.dag: nx.DiGraph = nx.DiGraph()
+        self.dag.add_nodes_from(nodes)
+        for node in nodes.values():
+            self.dag.add_edges_from((up, node.name) for up in sorted(node.upstream()))
+        self._position = {name: i for i, name in enumerate(nodes)}
+        self._check_acyclic()
+        self._order = self._stable_topological_order()
+
+    def _check_acyclic(self) -> None:
+        import networkx as nx
+
+        try:
+            cycle = [edge[0] for edge in nx.find_cycle(self.dag)]
+        except nx.NetworkXNoCycle:
+            return
+        raise CycleError(
+            f"flow {self.flow_name!r}: cycle {' -> '.join(cycle + cycle[:1])}",
+            cycle=cycle,
+            hint="remove one of the .after() orderings on that path",
+        )
+
+    def _stable_topological_order(self) -> list[str]:
+        import networkx as nx
+
+        return list(nx.lexicographical_topological_sort(self.dag, key=self._position.__getitem__))
+
+    def order(self) -> list[str]:
+        """Node names in a deterministic topological order (call order breaks ties)."""
+        return list(self._order)
+
+    def generations(self) -> list[list[str]]:
+        """Levels of nodes that can run together, each in call order."""
+        import networkx as nx
+
+        return [sorted(level, key=self._position.__getitem__) for level in nx.topological_generations(self.dag)]
+
+    def upstream(self, name: str) -> list[str]:
+        """Direct predecessors of a node, in call order."""
+        return sorted(self.dag.predecessors(name), key=self._position.__getitem__)
+
+    def downstream(self, name: str) -> list[str]:
+        """Direct successors of a node, in call order."""
+        return sorted(self.dag.successors(name), key=self._position.__getitem__)
+
+    def descendants(self, names: set[str]) -> set[str]:
+        """Every node reachable from any of ``names``, the names included."""
+        import networkx as nx
+
+        found = set(names)
+        for name in names:
+            found |= nx.descendants(self.dag, name)
+        return found
+
+    def node(self, name: str) -> Node:
+        """A node by name, with the valid names in the error."""
+        try:
+            return self.nodes[name]
+        except KeyError:
+            raise FlowDefinitionError(
+                f"flow {self.flow_name!r} has no step {name!r}",
+                hint=f"steps: {', '.join(self.nodes) or '(none)'}",
+            ) from None
+
+    def __len__(self) -> int:
+        return len(self.nodes)

@@ -1,0 +1,86 @@
+"""``Flow.run``: start a run in the store, hand it to a runner, record how it ended."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import TYPE_CHECKING, Any
+
+from . import registry
+from .errors import FlowDefinitionError, RunCancelled
+from .runtime import NodeOutcome, RunContext, loader, value_of
+from .store import Store, open_store
+
+if TYPE_CHECKING:
+    from .flow import Flow
+
+
+def new_run_id() -> str:
+    """Sortable by start time, unique without coordination."""
+    return f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
+
+
+def run_header(flow: "Flow", params: dict[str, Any], backend: str, started: float) -> dict[str, Any]:
+    """The run.json record: who, what, with which parameters."""
+    return {"flow": flow.name, "params": params, "nodes": flow.graph.order(), "backend": backend, "started": started}
+
+
+class Run:
+    """The outcome of one run: status, per-step outcomes, and lazy access to outputs."""
+
+    def __init__(self, flow: "Flow", run_id: str, params: dict[str, Any], store: Store,
+                 steps: dict[str, NodeOutcome], status: str) -> None:
+        self.flow = flow
+        self.id = run_id
+        self.params = params
+        self.store = store
+        self.steps = steps
+        self.status = status
+
+    @property
+    def failed_steps(self) -> list[NodeOutcome]:
+        return [outcome for outcome in self.steps.values() if outcome.status == "failed"]
+
+    def output(self, name: str) -> Any:
+        """Load one node's output from the store (its digest is checked)."""
+        outcome = self.steps.get(name)
+        if outcome is None:
+            self.flow.graph.node(name)  # raises with the valid names
+        if outcome is None or outcome.output is None:
+            raise FlowDefinitionError(f"run {self.id}: step {name!r} has no output ({outcome and outcome.status})")
+        return self.store.load(outcome.output.object)
+
+    @property
+    def result(self) -> Any:
+        """The flow's return value, loaded from the store."""
+        spec = self.flow.graph.result
+        if spec is None or self.status != "succeeded":
+            return None
+        outputs = {name: o.output for name, o in self.steps.items() if o.output is not None}
+        return value_of(spec, self.params, loader(self.store, outputs))
+
+    def __repr__(self) -> str:
+        return f"<flowkit run {self.id} {self.flow.name} {self.status}>"
+
+
+def run_flow(flow: "Flow", given: dict[str, Any], *, backend: str = "local", workers: int | None = None,
+             force: bool = False, force_steps: tuple[str, ...] = (), store: Any = None) -> Run:
+    """Resolve parameters, record the run, execute it with the backend, record its end."""
+    params = flow.resolve_params(given)
+    for name in force_steps:
+        flow.graph.node(name)
+    runner = registry.runner(backend, workers)
+    the_store = open_store(store)
+    ctx = RunContext(flow, params, the_store, new_run_id(), force, frozenset(force_steps))
+    started = time.time()
+    the_store.write_run_start(ctx.run_id, run_header(flow, params, backend, started))
+    try:
+        report = runner.run(ctx)
+    except KeyboardInterrupt:
+        the_store.write_run_end(ctx.run_id, {"status": "cancelled", "ended": time.time()})
+        raise RunCancelled(f"run {ctx.run_id} of flow {flow.name!r} was cancelled",
+                           hint="finished steps are kept: the next run re-uses them") from None
+    ok = len(report.outcomes) == len(flow.graph) and all(o.status in ("ran", "cached") for o in report.outcomes.values())
+    status = "cancelled" if report.cancelled else "succeeded" if ok else "failed"
+    the_store.write_run_end(ctx.run_id, {"status": status, "ended": time.time()})
+    return Run(flow, ctx.run_id, params, the_store, report.outcomes, status)

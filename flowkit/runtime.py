@@ -1,0 +1,239 @@
+"""Running one step: the one function every backend and the ``run-step`` entrypoint go through.
+
+``execute`` computes the step's key from its code, arguments and upstream digests, records a
+cache hit, or loads the inputs, calls the function (with retries), stores the output and writes
+the key record and the node record at once, so a killed run loses no finished step.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+import traceback
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any, Callable
+
+import attrs
+
+from . import cache
+from .errors import FlowkitError, SerializationError
+from .graph import Arg, Literal, Mapping, Node, ParamRef, Ref, Seq
+from .hashing import Unstable, code_fingerprint
+from .metrics import collecting
+from .store import CorruptObject, Store, StoredOutput
+
+if TYPE_CHECKING:
+    from .flow import Flow
+    from .graph import FlowGraph
+
+
+class MissingInput(Exception):
+    """An upstream output is missing or corrupt: the producing node must be made again."""
+
+    def __init__(self, node: str, reason: str) -> None:
+        super().__init__(f"output of {node!r}: {reason}")
+        self.node = node
+
+
+@attrs.define
+class RunContext:
+    """What every step of one run shares."""
+
+    flow: "Flow"
+    params: dict[str, Any]
+    store: Store
+    run_id: str
+    force: bool = False
+    force_steps: frozenset[str] = frozenset()
+
+    @property
+    def graph(self) -> "FlowGraph":
+        return self.flow.graph
+
+    def forced(self, node: str) -> bool:
+        return self.force or node in self.force_steps
+
+    def evolve_forced(self, node: str) -> "RunContext":
+        """The same run with ``node`` forced: to re-make an output found corrupt."""
+        return attrs.evolve(self, force_steps=self.force_steps | {node})
+
+
+@attrs.define
+class Decision:
+    """A node's cache verdict: ``hit`` is set for a cache hit; ``key`` is None when uncacheable."""
+
+    key: str | None
+    parts: dict[str, Any] | None
+    hit: StoredOutput | None = None
+    reason: str | None = None  # why it cannot be cached (disabled, forced, unstable input)
+
+
+@attrs.define
+class NodeOutcome:
+    """What happened to one node in one run; ``record()`` is its immutable store record."""
+
+    node: str
+    status: str  # ran | cached | failed | skipped
+    key: str | None = None
+    parts: dict[str, Any] | None = None
+    output: StoredOutput | None = None
+    started: float = 0.0
+    duration: float = 0.0
+    attempts: int = 0
+    error: str | None = None
+    traceback: str | None = None
+    metrics: list[dict[str, Any]] = attrs.field(factory=list)
+    logged_params: dict[str, Any] = attrs.field(factory=dict)
+
+    def record(self, flow: str, run_id: str) -> dict[str, Any]:
+        return {
+            "flow": flow, "run_id": run_id, "node": self.node, "status": self.status, "key": self.key,
+            "parts": self.parts, "output": self.output.to_json() if self.output else None,
+            "started": self.started, "duration": self.duration, "attempts": self.attempts,
+            "error": self.error, "traceback": self.traceback, "metrics": self.metrics,
+            "logged_params": self.logged_params,
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> "NodeOutcome":
+        output = record.get("output")
+        return cls(
+            node=record["node"], status=record["status"], key=record.get("key"), parts=record.get("parts"),
+            output=StoredOutput.from_json(output) if output else None, started=record.get("started") or 0.0,
+            duration=record.get("duration") or 0.0, attempts=record.get("attempts") or 0,
+            error=record.get("error"), traceback=record.get("traceback"),
+            metrics=record.get("metrics") or [], logged_params=record.get("logged_params") or {},
+        )
+
+
+def decide(ctx: RunContext, node: Node, upstream: dict[str, str]) -> Decision:
+    """Compute the key of ``node`` given upstream output digests, and look it up."""
+    opts = node.step.opts
+    try:
+        args = {name: cache.arg_part(arg, ctx.params, upstream) for name, arg in node.args.items()}
+    except Unstable as exc:
+        return Decision(None, None, reason=f"unstable input: {exc.reason}")
+    parts = cache.key_parts(version=opts.version, code=code_fingerprint(node.step.fn), args=args,
+                            image=opts.image or ctx.flow.image, env=opts.env)
+    key = cache.key_of(parts)
+    if not opts.cache:
+        return Decision(key, parts, reason="cache disabled")
+    if ctx.forced(node.name):
+        return Decision(key, parts, reason="forced")
+    record = ctx.store.read_key(key)
+    if record is not None and record.get("output"):
+        output = StoredOutput.from_json(record["output"])
+        if ctx.store.has(output):
+            return Decision(key, parts, hit=output)
+    return Decision(key, parts)
+
+
+def value_of(arg: Arg, params: dict[str, Any], load: Callable[[str], Any]) -> Any:
+    """The Python value an argument tree stands for at run time."""
+    if isinstance(arg, Literal):
+        return arg.value
+    if isinstance(arg, ParamRef):
+        return cache.resolve_path(params[arg.name], arg.path)
+    if isinstance(arg, Ref):
+        return cache.resolve_path(load(arg.node), arg.path)
+    if isinstance(arg, Seq):
+        items = [value_of(item, params, load) for item in arg.items]
+        return items if arg.kind == "list" else tuple(items)
+    assert isinstance(arg, Mapping)
+    return {key: value_of(item, params, load) for key, item in arg.items}
+
+
+def loader(store: Store, outputs: dict[str, StoredOutput]) -> Callable[[str], Any]:
+    """Load upstream outputs by node name, each once, turning corruption into MissingInput."""
+    loaded: dict[str, Any] = {}
+
+    def load(node: str) -> Any:
+        if node not in loaded:
+            try:
+                loaded[node] = store.load(outputs[node].object)
+            except CorruptObject as exc:
+                raise MissingInput(node, str(exc)) from None
+        return loaded[node]
+
+    return load
+
+
+def call_args(node: Node, values: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Positional and keyword arguments rebuilt from the bound values."""
+    bound = inspect.BoundArguments(node.step.signature, OrderedDict(values))
+    return bound.args, bound.kwargs
+
+
+Invoke = Callable[[Node, tuple[Any, ...], dict[str, Any]], Any]
+
+
+def invoke_in_process(node: Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Call the step function here (the local backend and run-step)."""
+    return node.step.fn(*args, **kwargs)
+
+
+def execute(ctx: RunContext, name: str, outputs: dict[str, StoredOutput], invoke: Invoke = invoke_in_process,
+            decision: Decision | None = None) -> NodeOutcome:
+    """Run or reuse one node; records the outcome in the store before returning it.
+
+    ``outputs`` holds the outputs of (at least) this node's upstream nodes. Raises MissingInput
+    when an upstream object is missing or corrupt, so the caller can make it again.
+    """
+    node = ctx.graph.nodes[name]
+    started = time.time()
+    if decision is None:
+        decision = decide(ctx, node, {up: outputs[up].digest for up in _data_upstream(node)})
+    if decision.hit is not None:
+        outcome = NodeOutcome(name, "cached", decision.key, decision.parts, decision.hit, started,
+                              time.time() - started)
+    else:
+        outcome = _run(ctx, node, outputs, invoke, decision, started)
+    ctx.store.write_node(ctx.run_id, outcome.record(ctx.flow.name, ctx.run_id))
+    return outcome
+
+
+def _data_upstream(node: Node) -> list[str]:
+    from .graph import iter_leaves
+
+    return sorted({leaf.node for arg in node.args.values() for leaf in iter_leaves(arg) if isinstance(leaf, Ref)})
+
+
+def _run(ctx: RunContext, node: Node, outputs: dict[str, StoredOutput], invoke: Invoke, decision: Decision,
+         started: float) -> NodeOutcome:
+    load = loader(ctx.store, outputs)
+    values = {key: value_of(arg, ctx.params, load) for key, arg in node.args.items()}
+    args, kwargs = call_args(node, values)
+    opts = node.step.opts
+    outcome = NodeOutcome(node.name, "failed", decision.key, decision.parts, started=started)
+    with collecting(node.name) as log:
+        for attempt in range(1, opts.retries + 2):
+            outcome.attempts = attempt
+            try:
+                value = invoke(node, args, kwargs)
+                break
+            except FlowkitError:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - the user's code may raise anything
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                outcome.error = f"{type(exc).__name__}: {exc}"
+                outcome.traceback = "".join(traceback.format_exception(exc))
+                if attempt <= opts.retries and opts.retry_delay:
+                    time.sleep(opts.retry_delay)
+        else:
+            outcome.metrics, outcome.logged_params = log.metrics, log.params
+            outcome.duration = time.time() - started
+            return outcome
+    outcome.metrics, outcome.logged_params = log.metrics, log.params
+    try:
+        outcome.output = ctx.store.put(value, where=f"flow {ctx.flow.name!r}, step {node.name!r}")
+    except SerializationError as exc:
+        outcome.error, outcome.traceback = str(exc), None
+        outcome.duration = time.time() - started
+        return outcome
+    outcome.status, outcome.error, outcome.traceback = "ran", None, None
+    outcome.duration = time.time() - started
+    if decision.key is not None and node.step.opts.cache:
+        ctx.store.write_key(decision.key, {"flow": ctx.flow.name, "node": node.name, "parts": decision.parts,
+                                           "output": outcome.output.to_json(), "created": time.time()})
+    return outcome
