@@ -1,0 +1,680 @@
+"""Canonical fingerprints of values and of a step's code: the hashed parts of a cache key (SPEC §4).
+
+A value is written into one BLAKE3 hasher as a stream of type tags and length-prefixed tokens, so
+two different values never give the same stream and nothing depends on ``PYTHONHASHSEED`` or on
+memory addresses. numpy, pandas and dill are imported only when a value needs them, which keeps
+``import flowkit`` fast.
+"""
+
+from __future__ import annotations
+
+import ast
+import collections
+import dataclasses
+import enum
+import functools
+import importlib
+import inspect
+import io
+import os
+import pathlib
+import re
+import sys
+import sysconfig
+import textwrap
+import threading
+import types
+import weakref
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import attrs
+import blake3 as _blake3
+
+from flowkit.files import File
+
+SCHEME_VERSION: str = "1"
+
+_LARGE = 1 << 20  # buffers from 1 MiB on are hashed apart, on all cores
+_CHUNK = 16 << 20  # bytes copied at a time when a non-contiguous array must be made contiguous
+_MAX_DEPTH = 150  # nesting levels; well inside Python's recursion limit
+_MAX_CODE_OBJECTS = 5000  # functions and classes one step may reach
+_MAX_UNWRAP = 16
+_PICKLE_PROTOCOL = 4
+_ADDRESS = re.compile(rb"0x[0-9a-fA-F]{8,}")
+_BUILTIN_MODULES = frozenset({"builtins", *sys.builtin_module_names})
+_SIMPLE = (int, float, complex, str, bytes, bool, type(None))
+
+Fingerprinter = Callable[[Any, "Feed"], None]
+
+
+class Unstable(Exception):
+    """A value or function that cannot be fingerprinted stably: the step runs uncached, and ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def hash_bytes(data: bytes | bytearray | memoryview) -> str:
+    """Hex BLAKE3-256 of a buffer, read in place; large buffers are hashed on every core."""
+    return _hasher_for(memoryview(data).nbytes).update(data).hexdigest()
+
+
+def _hasher_for(size: int) -> Any:
+    """A hasher that only starts worker threads when the input is big enough to repay them."""
+    return _blake3.blake3(max_threads=_blake3.blake3.AUTO if size >= _LARGE else 1)
+
+
+class Feed:
+    """The token stream a fingerprinter writes into; it also carries the cycle guard."""
+
+    __slots__ = ("_hasher", "_path")
+
+    def __init__(self, path: list[int] | None = None) -> None:
+        self._hasher = _blake3.blake3()
+        self._path = [] if path is None else path  # ids of the values being written, outermost first
+
+    def write_bytes(self, data: bytes | bytearray | memoryview) -> None:
+        """One length-prefixed token; a large buffer is written as its own digest, computed on all cores."""
+        size = memoryview(data).nbytes
+        if size >= _LARGE:
+            self._hasher.update(b"D" + bytes.fromhex(hash_bytes(data)))
+        else:
+            self._hasher.update(b"B" + size.to_bytes(8, "little"))
+            self._hasher.update(data)
+
+    def write_text(self, text: str) -> None:
+        self.write_bytes(text.encode("utf-8", "surrogatepass"))
+
+    def write_int(self, number: int) -> None:
+        """Two's complement bytes: exact for any size, unlike ``str(int)`` which has a digit limit."""
+        self.write_bytes(number.to_bytes((number.bit_length() + 8) // 8, "little", signed=True))
+
+    def write_value(self, value: object) -> None:
+        """Write a nested value, refusing cycles and runaway nesting instead of overflowing the stack."""
+        if id(value) in self._path:
+            raise Unstable(f"self-referencing {_type_name(value)} cannot be fingerprinted")
+        if len(self._path) >= _MAX_DEPTH:
+            raise Unstable(f"{_type_name(value)} is nested more than {_MAX_DEPTH} levels deep")
+        self._path.append(id(value))
+        try:
+            _write(value, self)
+        finally:
+            self._path.pop()
+
+    def digest_of(self, value: object) -> bytes:
+        """A nested value's own digest, for containers whose entries must be sorted first."""
+        feed = Feed(self._path)
+        feed.write_value(value)
+        return feed.digest()
+
+    def digest(self) -> bytes:
+        return self._hasher.digest()
+
+
+def fingerprint(value: object) -> str:
+    """Canonical hex digest of a value: equal for equal content in any process, on any machine."""
+    feed = Feed()
+    try:
+        feed.write_value(value)
+    except RecursionError:
+        raise Unstable(f"{_type_name(value)} is nested too deeply to fingerprint") from None
+    return feed.digest().hex()
+
+
+def register_fingerprint(
+    cls: type, fn: Fingerprinter | None = None, *, tag: str | None = None
+) -> Callable[[Fingerprinter], Fingerprinter] | Fingerprinter:
+    """Teach ``fingerprint`` a type: ``fn(value, feed)`` writes the value's content into ``feed``.
+
+    The tag (default: the type's qualname) and, for a subclass, the subclass's qualname are written
+    first, so equal content of different types never shares a digest. Usable as a decorator.
+    """
+
+    def register(fn: Fingerprinter) -> Fingerprinter:
+        _fingerprinter.register(cls, _tagged(tag or cls.__qualname__, cls, fn))
+        return fn
+
+    return register if fn is None else register(fn)
+
+
+def _tagged(tag: str, cls: type, fn: Fingerprinter) -> Fingerprinter:
+    def write(value: Any, feed: Feed) -> None:
+        feed.write_text(tag)
+        feed.write_text("" if type(value) is cls else type(value).__qualname__)
+        fn(value, feed)
+
+    return write
+
+
+def _write(value: object, feed: Feed) -> None:
+    """Dispatch on the value's type, registering numpy and pandas the first time one of theirs is seen."""
+    cls = type(value)
+    module = getattr(cls, "__module__", None) or ""
+    register_lazily = _LAZY.get(module.partition(".")[0])
+    if register_lazily is not None:
+        register_lazily()
+    # An IntEnum is an int first in its MRO; it must still be written as an enum member.
+    _fingerprinter.dispatch(enum.Enum if isinstance(value, enum.Enum) else cls)(value, feed)
+
+
+def _type_name(value: object) -> str:
+    cls = type(value)
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+
+
+# --- everything not registered: dataclasses, attrs classes, then dill ----------------------------
+
+
+def _write_object(value: Any, feed: Feed) -> None:
+    """Dataclasses and attrs classes by field; anything else by its pickle, if that is stable."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        kind, names = "dataclass", [field.name for field in dataclasses.fields(value)]
+    elif attrs.has(type(value)):
+        kind, names = "attrs", [field.name for field in attrs.fields(type(value))]
+    else:
+        feed.write_text("pickle")
+        feed.write_bytes(_stable_pickle(value))
+        return
+    feed.write_text(kind)
+    feed.write_int(len(names))
+    for name in names:
+        feed.write_text(name)
+        feed.write_value(getattr(value, name))
+
+
+def _stable_pickle(value: object) -> bytes:
+    """dill's bytes for the value, refused when they would not be the same in another process."""
+    dill = importlib.import_module("dill")
+    try:
+        first = dill.dumps(value, protocol=_PICKLE_PROTOCOL)
+        second = dill.dumps(value, protocol=_PICKLE_PROTOCOL)
+    except Exception as exc:  # pickling fails with TypeError, PicklingError, AttributeError and more
+        raise Unstable(f"{_type_name(value)} object cannot be fingerprinted: dill cannot pickle it ({exc})") from None
+    if first != second:
+        raise Unstable(f"{_type_name(value)} object cannot be fingerprinted: it pickles differently each time")
+    if _ADDRESS.search(first):
+        raise Unstable(f"{_type_name(value)} object cannot be fingerprinted: its pickle contains a memory address")
+    return first
+
+
+_fingerprinter = functools.singledispatch(_tagged("object", object, _write_object))
+
+
+# --- builtins ------------------------------------------------------------------------------------
+
+
+@register_fingerprint(type(None), tag="none")
+def _write_none(value: None, feed: Feed) -> None:
+    return None
+
+
+@register_fingerprint(bool, tag="bool")
+def _write_bool(value: bool, feed: Feed) -> None:
+    feed.write_bytes(b"\x01" if value else b"\x00")
+
+
+@register_fingerprint(int, tag="int")
+def _write_int(value: int, feed: Feed) -> None:
+    feed.write_int(value)
+
+
+@register_fingerprint(float, tag="float")
+def _write_float(value: float, feed: Feed) -> None:
+    feed.write_text(float.hex(value))
+
+
+@register_fingerprint(complex, tag="complex")
+def _write_complex(value: complex, feed: Feed) -> None:
+    feed.write_text(float.hex(value.real))
+    feed.write_text(float.hex(value.imag))
+
+
+@register_fingerprint(str, tag="str")
+def _write_str(value: str, feed: Feed) -> None:
+    feed.write_text(value)
+
+
+@register_fingerprint(bytes, tag="bytes")
+@register_fingerprint(bytearray, tag="bytearray")
+def _write_buffer(value: bytes | bytearray, feed: Feed) -> None:
+    feed.write_bytes(value)
+
+
+@register_fingerprint(memoryview, tag="memoryview")
+def _write_memoryview(value: memoryview, feed: Feed) -> None:
+    feed.write_text(value.format)
+    feed.write_value(value.shape)
+    feed.write_bytes(value if value.c_contiguous else value.tobytes())
+
+
+@register_fingerprint(tuple, tag="tuple")
+@register_fingerprint(list, tag="list")
+def _write_sequence(value: tuple[Any, ...] | list[Any], feed: Feed) -> None:
+    feed.write_int(len(value))
+    for item in value:
+        feed.write_value(item)
+
+
+@register_fingerprint(dict, tag="dict")
+def _write_dict(value: dict[Any, Any], feed: Feed) -> None:
+    """Entries sorted by their digests: insertion order does not change the key."""
+    entries = sorted((feed.digest_of(key), feed.digest_of(item)) for key, item in value.items())
+    feed.write_int(len(entries))
+    for key, item in entries:
+        feed.write_bytes(key + item)
+
+
+@register_fingerprint(set, tag="set")
+@register_fingerprint(frozenset, tag="frozenset")
+def _write_set(value: set[Any] | frozenset[Any], feed: Feed) -> None:
+    """Elements sorted by digest: iteration order follows PYTHONHASHSEED, the digest must not."""
+    digests = sorted(feed.digest_of(item) for item in value)
+    feed.write_int(len(digests))
+    for digest in digests:
+        feed.write_bytes(digest)
+
+
+@register_fingerprint(enum.Enum, tag="enum")
+def _write_enum(value: enum.Enum, feed: Feed) -> None:
+    feed.write_text(value.name)
+
+
+@register_fingerprint(pathlib.PurePath, tag="path")
+def _write_path(value: pathlib.PurePath, feed: Feed) -> None:
+    """A path is its text: a step that wants the content takes ``fk.File``."""
+    feed.write_text(os.fspath(value))
+
+
+@register_fingerprint(File, tag="File")
+def _write_file(value: File, feed: Feed) -> None:
+    """Content only, so a moved or renamed identical file keeps its key; read by mmap on all cores."""
+    try:
+        digest = _blake3.blake3(max_threads=_blake3.blake3.AUTO).update_mmap(value.path).digest()
+    except OSError as exc:
+        raise Unstable(f"File {value.path!r} cannot be read: {exc}") from None
+    feed.write_bytes(digest)
+
+
+@register_fingerprint(types.FunctionType, tag="function")
+def _write_function(value: types.FunctionType, feed: Feed) -> None:
+    """A function passed as a value is keyed by its code closure, like a step."""
+    feed.write_text(code_fingerprint(value).digest)
+
+
+@register_fingerprint(types.CodeType, tag="code")
+def _write_code(value: types.CodeType, feed: Feed) -> None:
+    """Bytecode, names and constants, without file names or line numbers: the fallback for sourceless code."""
+    feed.write_bytes(value.co_code)
+    feed.write_value(value.co_names)
+    feed.write_value(value.co_varnames)
+    feed.write_value(value.co_freevars)
+    feed.write_value(value.co_consts)
+
+
+def _refuse(why: str) -> Fingerprinter:
+    def refuse(value: Any, feed: Feed) -> None:
+        raise Unstable(f"{_type_name(value)} object cannot be fingerprinted: {why}")
+
+    return refuse
+
+
+for _cls, _why in (
+    (types.GeneratorType, "it is consumed by iterating it"),
+    (types.AsyncGeneratorType, "it is consumed by iterating it"),
+    (types.CoroutineType, "it is consumed by awaiting it"),
+    (io.IOBase, "an open file or stream has no stable content"),
+    (type(threading.Lock()), "a lock is process state"),
+    (type(threading.RLock()), "a lock is process state"),
+):
+    register_fingerprint(_cls, _refuse(_why))
+del _cls, _why
+
+
+# --- numpy and pandas, registered on first sight ---------------------------------------------------
+
+
+@functools.cache
+def _register_numpy() -> None:
+    import numpy as np
+
+    register_fingerprint(np.ndarray, _write_ndarray, tag="ndarray")
+    register_fingerprint(np.ma.MaskedArray, _write_masked, tag="masked")
+    register_fingerprint(np.generic, _write_np_scalar, tag="np.scalar")
+
+
+def _dtype_text(dtype: Any) -> str:
+    """``dtype.str`` names byte order and item size; structured dtypes also need their fields."""
+    return dtype.str if dtype.fields is None else repr(dtype.descr)
+
+
+def _write_ndarray(value: Any, feed: Feed) -> None:
+    feed.write_text(_dtype_text(value.dtype))
+    feed.write_value(value.shape)
+    if value.dtype.hasobject:
+        for item in value.reshape(-1).tolist():
+            feed.write_value(item)
+    else:
+        feed.write_bytes(_array_digest(value))
+
+
+def _array_digest(value: Any) -> bytes:
+    """Digest of the array's bytes in C order: in place when contiguous, else in bounded chunks."""
+    import numpy as np
+
+    hasher = _hasher_for(value.nbytes)
+    if value.flags.c_contiguous:
+        hasher.update(memoryview(value.reshape(-1).view(np.uint8)))
+        return hasher.digest()
+    rows = max(1, _CHUNK // max(1, value[0].nbytes))
+    for start in range(0, value.shape[0], rows):
+        chunk = np.ascontiguousarray(value[start : start + rows])
+        hasher.update(memoryview(chunk.reshape(-1).view(np.uint8)))
+    return hasher.digest()
+
+
+def _write_masked(value: Any, feed: Feed) -> None:
+    import numpy as np
+
+    feed.write_value(np.ma.getdata(value))
+    feed.write_value(np.ma.getmaskarray(value))
+
+
+def _write_np_scalar(value: Any, feed: Feed) -> None:
+    feed.write_text(_dtype_text(value.dtype))
+    feed.write_bytes(value.tobytes())
+
+
+@functools.cache
+def _register_pandas() -> None:
+    import pandas as pd
+
+    register_fingerprint(pd.Index, _write_pd_index, tag="pd.Index")
+    register_fingerprint(pd.Series, _write_pd_series, tag="pd.Series")
+    register_fingerprint(pd.DataFrame, _write_pd_frame, tag="pd.DataFrame")
+
+
+def _write_pd_index(value: Any, feed: Feed) -> None:
+    feed.write_value(list(value.names))
+    _write_pd_values(value, feed)
+
+
+def _write_pd_series(value: Any, feed: Feed) -> None:
+    feed.write_value(value.name)
+    feed.write_value(value.index)
+    _write_pd_values(value, feed)
+
+
+def _write_pd_frame(value: Any, feed: Feed) -> None:
+    feed.write_value(value.columns)
+    feed.write_value(value.index)
+    for position in range(value.shape[1]):
+        _write_pd_values(value.iloc[:, position], feed)
+
+
+def _write_pd_values(value: Any, feed: Feed) -> None:
+    """Dtype and values: numeric data as a numpy buffer, object data element by element."""
+    import pandas as pd
+
+    feed.write_text(str(value.dtype))
+    if isinstance(value.dtype, pd.CategoricalDtype):
+        categorical = pd.Categorical(value)
+        feed.write_value(categorical.categories)
+        feed.write_value(bool(categorical.ordered))
+        feed.write_value(categorical.codes)
+    else:
+        feed.write_value(value.to_numpy())
+
+
+_LAZY: dict[str, Callable[[], None]] = {"numpy": _register_numpy, "pandas": _register_pandas}
+
+
+# --- code -------------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class CodeFingerprint:
+    """The code part of a key, itemised so that ``explain`` can name the helper that changed."""
+
+    digest: str
+    parts: tuple[tuple[str, str], ...]
+    root: str
+
+
+_CODE_CACHE: weakref.WeakKeyDictionary[Any, CodeFingerprint] = weakref.WeakKeyDictionary()
+
+
+def code_fingerprint(func: Callable[..., Any]) -> CodeFingerprint:
+    """Fingerprint a step's code and the user code it reaches; cached, as every node of a step shares it."""
+    target = _unwrap_chain(func)[-1]
+    if not isinstance(target, (types.FunctionType, type)):
+        raise Unstable(f"{_type_name(target)} object has no Python source or bytecode to fingerprint")
+    cached = _CODE_CACHE.get(target)
+    if cached is None:
+        cached = _CodeWalk().run(target)
+        _CODE_CACHE[target] = cached
+    return cached
+
+
+class _CodeWalk:
+    """One breadth-first walk over the user code a step reaches; cycle-safe and bounded."""
+
+    def __init__(self) -> None:
+        self.parts: dict[str, str] = {}
+        self.queue: collections.deque[Any] = collections.deque()
+        self.seen: dict[int, Any] = {}  # holds the objects too, so that no id is reused mid-walk
+
+    def run(self, root: Any) -> CodeFingerprint:
+        self.seen[id(root)] = root
+        root_name = self._visit(root, is_root=True)
+        while self.queue:
+            self._visit(self.queue.popleft(), is_root=False)
+        parts = tuple(sorted(self.parts.items()))
+        return CodeFingerprint(digest=fingerprint((root_name, parts)), parts=parts, root=root_name)
+
+    def _visit(self, obj: Any, is_root: bool) -> str:
+        tree = _source_tree(obj, strip_decorators=is_root)
+        if isinstance(obj, type):
+            digest, refs = _class_digest(obj, tree), _class_refs(obj, tree)
+        else:
+            digest, refs = _function_digest(obj, tree), _function_refs(obj)
+        name = self._add(obj.__qualname__, digest)
+        for ref_name, value in refs:
+            self._reach(ref_name, value)
+        return name
+
+    def _reach(self, name: str, value: Any) -> None:
+        """A constant becomes a part now; user functions and classes (and their wrappers) are queued."""
+        if _is_simple(value):
+            self._add(name, fingerprint(value))
+            return
+        for obj in _unwrap_chain(value):
+            if id(obj) in self.seen or not isinstance(obj, (types.FunctionType, type)) or not _is_user_code(obj):
+                continue
+            if len(self.seen) >= _MAX_CODE_OBJECTS:
+                raise Unstable(f"the code reaches more than {_MAX_CODE_OBJECTS} functions and classes")
+            self.seen[id(obj)] = obj
+            self.queue.append(obj)
+
+    def _add(self, name: str, digest: str) -> str:
+        """Record a part; a different object with the same name gets a numbered name."""
+        unique, number = name, 1
+        while self.parts.get(unique, digest) != digest:
+            number += 1
+            unique = f"{name}~{number}"
+        self.parts[unique] = digest
+        return unique
+
+
+def _unwrap_chain(obj: Any) -> list[Any]:
+    """The object and everything it wraps: a user's own decorator is user code too."""
+    chain = [obj]
+    while len(chain) <= _MAX_UNWRAP:
+        inner = _unwrap_once(chain[-1])
+        if inner is None:
+            break
+        chain.append(inner)
+    return chain
+
+
+def _unwrap_once(obj: Any) -> Any:
+    if isinstance(obj, types.MethodType):
+        return obj.__func__
+    inner = getattr(obj, "__wrapped__", None)
+    if inner is None and not isinstance(obj, (types.FunctionType, type, types.ModuleType)):
+        fn = getattr(obj, "fn", None)
+        inner = fn if callable(fn) else None
+    return inner
+
+
+def _is_simple(value: object) -> bool:
+    if isinstance(value, (tuple, frozenset)):
+        return all(_is_simple(item) for item in value)
+    return isinstance(value, _SIMPLE)
+
+
+def _source_tree(obj: Any, strip_decorators: bool) -> ast.AST | None:
+    """The parsed source without docstrings (and without the root's decorators: step options are keyed apart)."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(obj)))
+    except (OSError, TypeError, SyntaxError):
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            node.body = _without_docstring(node.body)
+    if strip_decorators:
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                node.decorator_list = []
+    return tree
+
+
+def _without_docstring(body: list[ast.stmt]) -> list[ast.stmt]:
+    first = body[0] if body else None
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+        return body[1:]
+    return body
+
+
+def _function_digest(func: types.FunctionType, tree: ast.AST | None) -> str:
+    """AST when there is source, bytecode otherwise; plus simple defaults, which the body's names miss."""
+    code: object = ("ast", ast.dump(tree)) if tree is not None else ("bytecode", func.__code__)
+    defaults = [value for value in func.__defaults__ or () if _is_simple(value)]
+    keyword_defaults = sorted((k, v) for k, v in (func.__kwdefaults__ or {}).items() if _is_simple(v))
+    return fingerprint((code, tuple(defaults), tuple(keyword_defaults)))
+
+
+def _class_digest(cls: type, tree: ast.AST | None) -> str:
+    """AST when there is source; otherwise method bytecode and simple class attributes."""
+    if tree is not None:
+        return fingerprint(("ast", ast.dump(tree)))
+    members = []
+    for name, value in sorted(vars(cls).items()):
+        function = getattr(value, "__func__", value)
+        if isinstance(function, types.FunctionType):
+            members.append((name, function.__code__))
+        elif _is_simple(value) and name not in ("__module__", "__qualname__", "__doc__"):
+            members.append((name, value))
+    return fingerprint(("members", tuple(base.__qualname__ for base in cls.__bases__), tuple(members)))
+
+
+def _function_refs(func: types.FunctionType) -> Iterator[tuple[str, Any]]:
+    """Globals the function reads by name, and the values its closure captured."""
+    yield from _resolve(_code_names(func.__code__), func.__globals__)
+    for name, cell in zip(func.__code__.co_freevars, func.__closure__ or ()):
+        try:
+            value = cell.cell_contents
+        except ValueError:  # a cell not yet assigned
+            continue
+        yield f"{func.__qualname__}.{name}", value
+
+
+def _class_refs(cls: type, tree: ast.AST | None) -> Iterator[tuple[str, Any]]:
+    """Base classes, and globals read by the methods or named anywhere in the class body."""
+    for base in cls.__bases__:
+        yield base.__qualname__, base
+    methods = _methods(cls)
+    module = sys.modules.get(cls.__module__)
+    namespace = vars(module) if module is not None else collections.ChainMap(*(m.__globals__ for m in methods))
+    names = dict.fromkeys(name for method in methods for name in _code_names(method.__code__))
+    if tree is not None:
+        names.update(dict.fromkeys(_tree_names(tree)))
+    yield from _resolve(list(names), namespace)
+
+
+def _methods(cls: type) -> list[types.FunctionType]:
+    """Functions in the class body, including those inside staticmethod, classmethod and property."""
+    found = []
+    for attr in vars(cls).values():
+        for candidate in (attr, *(getattr(attr, key, None) for key in ("__func__", "fget", "fset", "fdel"))):
+            if isinstance(candidate, types.FunctionType):
+                found.append(candidate)
+    return found
+
+
+def _code_names(code: types.CodeType) -> list[str]:
+    """Global and attribute names read by the code and by the functions nested in it, in order."""
+    names = dict.fromkeys(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names.update(dict.fromkeys(_code_names(const)))
+    return list(names)
+
+
+def _tree_names(tree: ast.AST) -> Iterator[str]:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            yield node.id
+        elif isinstance(node, ast.Attribute):
+            yield node.attr
+
+
+def _resolve(names: list[str], namespace: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
+    """Look the names up; a user module contributes those of its attributes that the code names."""
+    modules: set[int] = set()
+    for name in names:
+        if name in namespace:
+            yield from _through_modules(name, namespace[name], names, modules)
+
+
+def _through_modules(name: str, value: Any, names: list[str], modules: set[int]) -> Iterator[tuple[str, Any]]:
+    if not isinstance(value, types.ModuleType):
+        yield name, value
+        return
+    if id(value) in modules or not _is_user_code(value):
+        return
+    modules.add(id(value))
+    for attr in names:
+        if attr in vars(value):
+            yield from _through_modules(attr, vars(value)[attr], names, modules)
+
+
+def _is_user_code(obj: Any) -> bool:
+    """Code the step's author wrote: not builtins, the standard library, site-packages or flowkit."""
+    module_name = obj.__name__ if isinstance(obj, types.ModuleType) else getattr(obj, "__module__", None)
+    if isinstance(module_name, str) and (module_name in _BUILTIN_MODULES or module_name.partition(".")[0] == "flowkit"):
+        return False
+    module = obj if isinstance(obj, types.ModuleType) else sys.modules.get(module_name or "")
+    code = getattr(obj, "__code__", None)
+    namespace_path = next(iter(getattr(module, "__path__", None) or ()), None)  # a package without __init__
+    path = getattr(module, "__file__", None) or namespace_path or getattr(code, "co_filename", None)
+    if not path:
+        return module is None or module_name == "__main__"
+    if path.startswith("<"):
+        return not path.startswith("<frozen")
+    return _is_user_path(path)
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_user_path(path: str) -> bool:
+    real = os.path.realpath(path)
+    if {"site-packages", "dist-packages"} & set(real.split(os.sep)):
+        return False
+    return not any(real == root or real.startswith(root + os.sep) for root in _library_roots())
+
+
+@functools.cache
+def _library_roots() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    return tuple({os.path.realpath(paths[key]) for key in ("stdlib", "platstdlib", "purelib", "platlib") if key in paths})
