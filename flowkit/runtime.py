@@ -66,6 +66,8 @@ class Decision:
     parts: dict[str, Any] | None
     hit: StoredOutput | None = None
     reason: str | None = None  # why it cannot be cached (disabled, forced, unstable input)
+    metrics: list[dict[str, Any]] = attrs.field(factory=list)  # logged by the run that made the hit
+    logged_params: dict[str, Any] = attrs.field(factory=dict)
 
 
 @attrs.define
@@ -110,11 +112,15 @@ def decide(ctx: RunContext, node: Node, upstream: dict[str, str]) -> Decision:
     """Compute the key of ``node`` given upstream output digests, and look it up."""
     opts = node.step.opts
     try:
+        code = code_fingerprint(node.step.fn)
+    except Unstable as exc:
+        return Decision(None, None, reason=f"unstable code: {exc.reason}")
+    try:
         args = {name: cache.arg_part(arg, ctx.params, upstream) for name, arg in node.args.items()}
     except Unstable as exc:
         return Decision(None, None, reason=f"unstable input: {exc.reason}")
-    parts = cache.key_parts(version=opts.version, code=code_fingerprint(node.step.fn), args=args,
-                            image=opts.image or ctx.flow.image, env=opts.env)
+    parts = cache.key_parts(version=opts.version, code=code, args=args, image=opts.image or ctx.flow.image,
+                            env=opts.env)
     key = cache.key_of(parts)
     if not opts.cache:
         return Decision(key, parts, reason="cache disabled")
@@ -124,7 +130,8 @@ def decide(ctx: RunContext, node: Node, upstream: dict[str, str]) -> Decision:
     if record is not None and record.get("output"):
         output = StoredOutput.from_json(record["output"])
         if ctx.store.has(output):
-            return Decision(key, parts, hit=output)
+            return Decision(key, parts, hit=output, metrics=record.get("metrics") or [],
+                            logged_params=record.get("logged_params") or {})
     return Decision(key, parts)
 
 
@@ -185,7 +192,7 @@ def execute(ctx: RunContext, name: str, outputs: dict[str, StoredOutput], invoke
         decision = decide(ctx, node, {up: outputs[up].digest for up in _data_upstream(node)})
     if decision.hit is not None:
         outcome = NodeOutcome(name, "cached", decision.key, decision.parts, decision.hit, started,
-                              time.time() - started)
+                              time.time() - started, metrics=decision.metrics, logged_params=decision.logged_params)
     else:
         outcome = _run(ctx, node, outputs, invoke, decision, started)
     ctx.store.write_node(ctx.run_id, outcome.record(ctx.flow.name, ctx.run_id))
@@ -235,5 +242,6 @@ def _run(ctx: RunContext, node: Node, outputs: dict[str, StoredOutput], invoke: 
     outcome.duration = time.time() - started
     if decision.key is not None and node.step.opts.cache:
         ctx.store.write_key(decision.key, {"flow": ctx.flow.name, "node": node.name, "parts": decision.parts,
-                                           "output": outcome.output.to_json(), "created": time.time()})
+                                           "output": outcome.output.to_json(), "created": time.time(),
+                                           "metrics": outcome.metrics, "logged_params": outcome.logged_params})
     return outcome

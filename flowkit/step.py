@@ -75,6 +75,16 @@ class Resources:
         return int(float(number) * powers[unit])
 
 
+def _resources(value: Any) -> Resources:
+    if value is None:
+        return Resources()
+    if isinstance(value, dict):
+        return Resources(**value)
+    if not isinstance(value, Resources):
+        raise FlowDefinitionError(f"resources: expected fk.Resources(cpu=..., memory=..., gpu=...), got {value!r}")
+    return value
+
+
 def _env(value: Mapping[str, Any] | None) -> tuple[tuple[str, str], ...]:
     items = dict(value or {})
     for key in items:
@@ -101,7 +111,7 @@ class StepOptions:
     retry_delay: float = attrs.field(default=0.0, converter=lambda v: _delay(v))
     timeout: float | None = attrs.field(default=None, converter=lambda v: parse_duration(v))
     image: str | None = None
-    resources: Resources = attrs.field(factory=Resources)
+    resources: Resources = attrs.field(factory=Resources, converter=lambda v: _resources(v))
     env: tuple[tuple[str, str], ...] = attrs.field(factory=tuple, converter=_env)
 
 
@@ -155,8 +165,6 @@ def step(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
         raise FlowDefinitionError(
             f"@step: unknown option(s) {', '.join(unknown)}", hint=f"valid options: {', '.join(_OPTION_NAMES)}"
         )
-    if "resources" in options and options["resources"] is None:
-        options["resources"] = Resources()
     opts = StepOptions(**options)
     if fn is None:
         return lambda f: Step(_checked_function(f), opts)

@@ -1,0 +1,183 @@
+"""The store: atomic content-addressed objects, verified reads, history that survives kills."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from flowkit.errors import StoreError
+from flowkit.store import CorruptObject, open_store
+
+SLOW = '''
+import time
+import flowkit as fk
+
+@fk.step
+def first(n: int) -> int:
+    return n + 1
+
+@fk.step
+def slow(x: int) -> int:
+    time.sleep(60)
+    return x
+
+@fk.flow
+def killable(n: int = 1):
+    return slow(first(n))
+'''
+
+
+def test_objects_round_trip_and_leave_no_temporary_files(store: Path) -> None:
+    s = open_store(store)
+    out = s.put({"a": [1, 2, 3]}, where="test")
+    assert s.load(out.object) == {"a": [1, 2, 3]}
+    assert s.has(out)
+    assert not [p for p in store.rglob("*") if ".tmp-" in p.name]
+
+
+def test_a_corrupt_object_is_never_loaded(store: Path) -> None:
+    s = open_store(store)
+    out = s.put(list(range(100)), where="test")
+    path = s.object_path(out.object)
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptObject):
+        s.load(out.object)
+    assert not path.exists()  # removed, so the next run makes it again
+
+
+def test_a_corrupt_upstream_object_is_made_again(write_module, store: Path) -> None:
+    mod = write_module('''
+import flowkit as fk
+
+@fk.step
+def make() -> list:
+    return list(range(10))
+
+@fk.step
+def total(xs: list) -> int:
+    return sum(xs)
+
+@fk.flow
+def corruptible(bump: int = 0):
+    return total(make())
+''')
+    first = mod.corruptible.run(store=store)
+    path = open_store(store).object_path(first.steps["make"].output.object)
+    path.write_bytes(path.read_bytes()[:-1] + b"\x00")
+    # `total` must run (forced) and so load the corrupt input: it re-makes `make` instead
+    run = mod.corruptible.run(store=store, force_steps=["total"])
+    assert run.status == "succeeded" and run.result == 45
+    assert run.steps["make"].status == "ran"
+
+
+def test_an_unwritable_store_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(StoreError, match="not writable"):
+        open_store(blocker / "store")
+
+
+def test_an_output_that_cannot_be_serialized_names_the_step_and_type(write_module, store: Path) -> None:
+    mod = write_module('''
+import flowkit as fk
+
+@fk.step
+def gen():
+    return (i for i in range(3))
+
+@fk.flow
+def unserializable():
+    return gen()
+''')
+    run = mod.unserializable.run(store=store)
+    assert run.status == "failed"
+    assert "step 'gen'" in run.steps["gen"].error and "generator" in run.steps["gen"].error
+
+
+def _flowkit(*args: str, cwd: Path, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "flowkit", *args], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_sigkill_loses_no_finished_step_and_leaves_no_partial_file(tmp_path: Path) -> None:
+    (tmp_path / "killable.py").write_text(textwrap.dedent(SLOW))
+    store = tmp_path / "store"
+    proc = _flowkit("run", "killable.py", "--store", str(store), cwd=tmp_path)
+    s = open_store(store)
+    deadline = time.time() + 30
+    while time.time() < deadline and not list((store / "runs").glob("*/nodes/first.json")):
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not [p for p in store.rglob("*") if ".tmp-" in p.name]
+    fast = (tmp_path / "killable.py").read_text().replace("time.sleep(60)", "pass")
+    (tmp_path / "killable.py").write_text(fast)
+    done = _flowkit("run", "killable.py", "--store", str(store), "--json", cwd=tmp_path)
+    out, err = done.communicate(timeout=60)
+    assert done.returncode == 0, err
+    assert '"first": {\n      "duration"' in out or '"status": "cached"' in out
+    runs = s.index.runs()
+    assert [r["status"] for r in runs][0] == "succeeded"
+    latest = {n["node"]: n["status"] for n in s.index.nodes(runs[0]["run_id"])}
+    assert latest == {"first": "cached", "slow": "ran"}
+    assert runs[1]["status"] == "running"  # the killed run never ended
+
+
+def test_concurrent_runs_on_one_store_all_succeed(tmp_path: Path) -> None:
+    (tmp_path / "many.py").write_text(textwrap.dedent('''
+        import flowkit as fk
+
+        @fk.step
+        def square(i: int, k: int) -> int:
+            return (i + k) ** 2
+
+        @fk.step
+        def total(*xs: int) -> int:
+            return sum(xs)
+
+        @fk.flow
+        def many(k: int = 0):
+            return total(*[square(i, k) for i in range(20)])
+    '''))
+    store = tmp_path / "store"
+    procs = [_flowkit("run", "many.py", "--store", str(store), "-p", f"k={i % 2}", cwd=tmp_path) for i in range(4)]
+    results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
+    assert all(code == 0 for code, _ in results), results
+    runs = open_store(store).index.runs()
+    assert len(runs) == 4 and {r["status"] for r in runs} == {"succeeded"}
+
+
+def test_reindex_rebuilds_the_same_history(write_module, store: Path) -> None:
+    mod = write_module('''
+import flowkit as fk
+
+@fk.step
+def one(x: int) -> int:
+    fk.log_metric("x", x)
+    return x
+
+@fk.flow
+def indexed(x: int = 1):
+    return one(x)
+''')
+    for x in (1, 2, 1):
+        mod.indexed.run(store=store, x=x)
+    s = open_store(store)
+    before = (s.index.runs(), [s.index.nodes(r["run_id"]) for r in s.index.runs()], s.index.metrics(s.index.runs()[0]["run_id"]))
+    (store / "index.sqlite").unlink()
+    for extra in ("index.sqlite-wal", "index.sqlite-shm"):
+        (store / extra).unlink(missing_ok=True)
+    s2 = open_store(store)
+    assert s2.index.runs() == []
+    assert s2.index.rebuild(s2) == 3
+    after = (s2.index.runs(), [s2.index.nodes(r["run_id"]) for r in s2.index.runs()], s2.index.metrics(s2.index.runs()[0]["run_id"]))
+    assert after == before
