@@ -52,6 +52,18 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--json", action="store_true")
     _add_store(plan)
 
+    comp = sub.add_parser("compile", help="render the flow for airflow, argo or shell")
+    comp.add_argument("flow", metavar="FLOW")
+    comp.add_argument("--target", required=True, choices=("airflow", "argo", "shell"))
+    comp.add_argument("-o", "--output", default=".", metavar="DIR", help="folder for the generated files (default: .)")
+    comp.add_argument("--store", metavar="URI", help="the store the steps use (default: this machine's store, absolute)")
+    comp.add_argument("--image", metavar="IMAGE", help="default image of steps without one (argo)")
+    comp.add_argument("--kind", default="workflow", choices=("workflow", "workflow-template", "cron-workflow"),
+                      help="argo: the kind of document")
+    comp.add_argument("--volume-claim", metavar="NAME", help="argo: PersistentVolumeClaim mounted at the store path")
+    comp.add_argument("--jobs", type=int, default=4, metavar="N", help="shell: default parallel steps")
+    comp.add_argument("--python", default="python3", metavar="PATH", help="interpreter in generated commands")
+
     graph = sub.add_parser("graph", help="print the flow's graph")
     graph.add_argument("flow", metavar="FLOW")
     graph.add_argument("--format", choices=("text", "mermaid", "dot"), default="text")
@@ -80,6 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--keep", type=int, metavar="N", help="gc: keep only the N latest runs of each flow")
     cache.add_argument("--json", action="store_true")
     _add_store(cache)
+
+    step = sub.add_parser("run-step", help="run one step of a run against a store (used by backends and compiled files)")
+    step.add_argument("--flow", required=True, metavar="FLOW")
+    step.add_argument("--step", required=True, metavar="NAME")
+    step.add_argument("--run-id", required=True, metavar="ID")
+    step.add_argument("--store", required=True, metavar="URI")
+    _add_params(step)
+    step.add_argument("--no-retries", action="store_true", help="the orchestrator retries; run the step once")
+    step.add_argument("--expect-code", metavar="DIGEST", help="refuse to run if the step's code digest differs")
     return parser
 
 

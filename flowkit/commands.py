@@ -34,7 +34,7 @@ def _flow_and_params(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     from .params import parse_assignments
 
     flow = load_flow(args.flow)
-    return flow, parse_assignments(flow.name, args.params)
+    return flow, parse_assignments(flow.name, args.params, flow.params)
 
 
 # -- run and plan ----------------------------------------------------------------------------
@@ -72,6 +72,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         if failed.traceback:
             print(failed.traceback.rstrip(), file=sys.stderr)
     return 0 if run.status == "succeeded" else StepFailed.exit_code
+
+
+def cmd_run_step(args: argparse.Namespace) -> int:
+    from .entrypoint import main_args
+
+    return main_args(args)
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from .compiling import compile_flow, write_artifacts
+
+    artifacts = compile_flow(args)
+    for path in write_artifacts(artifacts, args.output):
+        print(f"wrote {path}")
+    return 0
 
 
 # -- graph -----------------------------------------------------------------------------------

@@ -97,3 +97,14 @@ def load_flow(ref: str) -> "Flow":
         raise LoadError(f"{target}:{attr} {what}",
                         hint=f"flows in {target}: {', '.join(sorted(found)) or '(none)'}")
     return value
+
+
+def canonical_ref(ref: str) -> tuple["Flow", str]:
+    """The flow and a reference to it that works from any folder: an absolute file path and the
+    attribute name, or the module and the attribute name."""
+    target, _ = split_ref(ref)
+    flow = load_flow(ref)
+    module = load_module(target)
+    attr = next(name for name, value in vars(module).items() if value is flow)
+    base = str(Path(target).expanduser().resolve()) if is_file_ref(target) else target
+    return flow, f"{base}:{attr}"

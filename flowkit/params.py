@@ -116,14 +116,19 @@ def parse_cli_value(text: str) -> Any:
         return text
 
 
-def parse_assignments(flow: str, items: list[str] | None) -> dict[str, Any]:
-    """``["n=3", "name=x"]`` -> ``{"n": 3, "name": "x"}``, each value read by ``parse_cli_value``."""
+def parse_assignments(flow: str, items: list[str] | None, schema: tuple[ParamSpec, ...] = ()) -> dict[str, Any]:
+    """``["n=3", "name=x"]`` -> ``{"n": 3, "name": "x"}``.
+
+    A ``str`` parameter takes the text as it is (``-p tag=123`` is ``"123"``); any other value is
+    read as JSON when it parses, else as a string, and checked against the schema later.
+    """
+    text_params = {spec.name for spec in schema if spec.type == "str"}
     out: dict[str, Any] = {}
     for item in items or ():
         name, sep, text = item.partition("=")
         if not sep or not name:
             raise ParameterError(f"flow {flow!r}: cannot read -p {item!r}", hint="write -p NAME=VALUE")
-        out[name] = parse_cli_value(text)
+        out[name] = text if name in text_params else parse_cli_value(text)
     return out
 
 

@@ -10,7 +10,11 @@ from .errors import FlowkitError
 RUNNERS = {
     "local": "flowkit.backends.local:LocalRunner",
 }
-COMPILERS: dict[str, str] = {}
+COMPILERS = {
+    "airflow": "flowkit.backends.airflow:AirflowCompiler",
+    "argo": "flowkit.backends.argo:ArgoCompiler",
+    "shell": "flowkit.backends.shell:ShellCompiler",
+}
 
 
 def _load(kind: str, table: dict[str, str], name: str) -> Any:

@@ -45,6 +45,7 @@ class RunContext:
     run_id: str
     force: bool = False
     force_steps: frozenset[str] = frozenset()
+    retries: bool = True  # False when the orchestrator does the retrying
 
     @property
     def graph(self) -> "FlowGraph":
@@ -211,9 +212,10 @@ def _run(ctx: RunContext, node: Node, outputs: dict[str, StoredOutput], invoke: 
     values = {key: value_of(arg, ctx.params, load) for key, arg in node.args.items()}
     args, kwargs = call_args(node, values)
     opts = node.step.opts
+    retries = opts.retries if ctx.retries else 0
     outcome = NodeOutcome(node.name, "failed", decision.key, decision.parts, started=started)
     with collecting(node.name) as log:
-        for attempt in range(1, opts.retries + 2):
+        for attempt in range(1, retries + 2):
             outcome.attempts = attempt
             try:
                 value = invoke(node, args, kwargs)
@@ -225,7 +227,7 @@ def _run(ctx: RunContext, node: Node, outputs: dict[str, StoredOutput], invoke: 
                     raise
                 outcome.error = f"{type(exc).__name__}: {exc}"
                 outcome.traceback = "".join(traceback.format_exception(exc))
-                if attempt <= opts.retries and opts.retry_delay:
+                if attempt <= retries and opts.retry_delay:
                     time.sleep(opts.retry_delay)
         else:
             outcome.metrics, outcome.logged_params = log.metrics, log.params

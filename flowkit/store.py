@@ -103,7 +103,8 @@ class Store:
 
     # -- files -------------------------------------------------------------------------------
 
-    def write_atomic(self, path: Path, data: bytes | memoryview) -> None:
+    @staticmethod
+    def write_file(path: Path, data: bytes | memoryview) -> None:
         """Write to a temporary name in the same folder, then rename over the real one."""
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
         try:
@@ -117,11 +118,11 @@ class Store:
             os.replace(tmp, path)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
-            raise StoreError(f"store {self.root}: cannot write {path.name}: {exc.strerror or exc}",
-                             hint="check free space and permissions of the store") from None
+            raise StoreError(f"cannot write {path}: {exc.strerror or exc}",
+                             hint="check free space and permissions of that folder") from None
 
     def write_record(self, path: Path, data: dict[str, Any]) -> None:
-        self.write_atomic(path, dumps_json(data))
+        self.write_file(path, dumps_json(data))
 
     @staticmethod
     def read_record(path: Path) -> dict[str, Any] | None:
@@ -156,7 +157,7 @@ class Store:
             digest = object_id  # the bytes are the best identity we have
         path = self.object_path(object_id)
         if not path.exists():
-            self.write_atomic(path, data)
+            self.write_file(path, data)
         return StoredOutput(object_id, digest, len(data))
 
     def has(self, output: StoredOutput) -> bool:
