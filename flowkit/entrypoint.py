@@ -45,6 +45,9 @@ def run_step(flow_ref: str, name: str, run_id: str, store_uri: str, raw_params: 
     from .loading import load_flow
     from .params import parse_assignments
 
+    if not run_id or "/" in run_id or run_id in (".", "..") or "\0" in run_id:
+        raise FlowkitError(f"run-step: --run-id {run_id!r} cannot name a run folder",
+                           hint="use letters, digits and -_.:+ (an orchestrator's run id works)")
     flow = load_flow(flow_ref)
     node = flow.graph.node(name)  # an unknown name lists the valid ones
     if expect_code is not None and code_fingerprint(node.step.fn).digest != expect_code:

@@ -36,3 +36,27 @@ def write_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..
     yield write
     for name in written:
         sys.modules.pop(name, None)
+
+
+def require_env(var: str, what: str) -> str:
+    """The value of ``var``: CI must set it (a missing consumer fails there); elsewhere the test skips."""
+    import os
+
+    value = os.environ.get(var)
+    if value:
+        return value
+    if os.environ.get("CI"):
+        pytest.fail(f"{var} is not set: .ci/run must provide {what}")
+    pytest.skip(f"{var} is not set ({what}); .ci/run sets it up")
+
+
+def require_shared(relative: str) -> Path:
+    """A file under ../shared (the Argo schema, Airflow constraints); skips where shared/ is absent."""
+    path = SHARED / relative
+    if not path.exists():
+        import os
+
+        if os.environ.get("CI"):
+            pytest.fail(f"{path} is missing: CI always has ../shared")
+        pytest.skip(f"{path} is absent (a clone outside the workplace)")
+    return path
