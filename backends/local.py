@@ -47,5 +47,5 @@ class LocalRunner:
 def skip(ctx: RunContext, name: str, blocked: list[str]) -> NodeOutcome:
     """Record a node that cannot run because an upstream node failed."""
     outcome = NodeOutcome(name, "skipped", error=f"upstream failed: {', '.join(blocked)}")
-    ctx.store.write_node(ctx.run_id, outcome.record(ctx.flow.name, ctx.run_id))
+    ctx.record(outcome)
     return outcome

@@ -73,28 +73,25 @@ class Index:
               len(header.get("nodes", ())), header.get("backend"))],
         )
 
-    def add_node(self, run_id: str, record: dict[str, Any]) -> None:
+    def add_nodes(self, run_id: str, records: list[dict[str, Any]]) -> None:
+        """Index node records in one transaction."""
         assert self.conn is not None
-        node = record["node"]
         with self.conn:
-            self.conn.execute(
-                "INSERT OR REPLACE INTO nodes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, record["flow"], node, record["status"], record.get("key"),
-                 json.dumps(record["parts"], sort_keys=True) if record.get("parts") else None,
-                 json.dumps(record["output"], sort_keys=True) if record.get("output") else None,
-                 record.get("started"), record.get("duration"), record.get("attempts"), record.get("error")),
-            )
-            if record.get("metrics"):
-                self.conn.execute("DELETE FROM metrics WHERE run_id = ? AND node = ?", (run_id, node))
-                self.conn.executemany(
-                    "INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)",
-                    [(run_id, node, m["name"], m["value"], m.get("step"), i) for i, m in enumerate(record["metrics"])],
-                )
-            if record.get("logged_params"):
-                self.conn.executemany(
-                    "INSERT OR REPLACE INTO logged_params VALUES (?, ?, ?, ?)",
-                    [(run_id, node, k, json.dumps(v, default=repr)) for k, v in record["logged_params"].items()],
-                )
+            self.conn.executemany("INSERT OR REPLACE INTO nodes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                  [_node_row(run_id, r) for r in records])
+            for record in records:
+                node = record["node"]
+                if record.get("metrics"):
+                    self.conn.execute("DELETE FROM metrics WHERE run_id = ? AND node = ?", (run_id, node))
+                    self.conn.executemany(
+                        "INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)",
+                        [(run_id, node, m["name"], m["value"], m.get("step"), i) for i, m in enumerate(record["metrics"])],
+                    )
+                if record.get("logged_params"):
+                    self.conn.executemany(
+                        "INSERT OR REPLACE INTO logged_params VALUES (?, ?, ?, ?)",
+                        [(run_id, node, k, json.dumps(v, default=repr)) for k, v in record["logged_params"].items()],
+                    )
 
     def end_run(self, run_id: str, end: dict[str, Any]) -> None:
         self._write("UPDATE runs SET status = ?, ended = ?, error = ? WHERE run_id = ?",
@@ -112,13 +109,22 @@ class Index:
             if header is None:
                 continue
             self.add_run(run_id, header)
-            for record in store.node_records(run_id):
-                self.add_node(run_id, record)
+            self.add_nodes(run_id, store.node_records(run_id))
             end = store.read_record(store.run_dir(run_id) / "end.json")
             if end is not None:
                 self.end_run(run_id, end)
             count += 1
+        self._recover_from_keys(store)
         return count
+
+    def _recover_from_keys(self, store: "Store") -> None:
+        """Steps that ran in a run killed before its journal was written: their key records say so."""
+        known = {(r["run_id"], r["node"]) for r in self._rows("SELECT run_id, node FROM nodes")}
+        runs = {r["run_id"] for r in self._rows("SELECT run_id FROM runs")}
+        for record in store.key_records():
+            run_id = record.get("run_id")
+            if run_id in runs and (run_id, record.get("node")) not in known:
+                self.add_nodes(run_id, [record])
 
     # -- queries -----------------------------------------------------------------------------
 
@@ -175,6 +181,13 @@ class Index:
     def referenced_objects(self) -> set[str]:
         """Object ids that some recorded node run produced."""
         return {json.loads(r["output"])["object"] for r in self._rows("SELECT output FROM nodes WHERE output IS NOT NULL")}
+
+
+def _node_row(run_id: str, record: dict[str, Any]) -> tuple[Any, ...]:
+    return (run_id, record["flow"], record["node"], record["status"], record.get("key"),
+            json.dumps(record["parts"], sort_keys=True) if record.get("parts") else None,
+            json.dumps(record["output"], sort_keys=True) if record.get("output") else None,
+            record.get("started"), record.get("duration"), record.get("attempts"), record.get("error"))
 
 
 def _decode(row: dict[str, Any]) -> dict[str, Any]:

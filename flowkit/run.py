@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import registry
 from .errors import FlowDefinitionError, RunCancelled
+from .journal import Journal
 from .runtime import NodeOutcome, RunContext, loader, value_of
 from .store import Store, open_store
 
@@ -71,15 +72,18 @@ def run_flow(flow: "Flow", given: dict[str, Any], *, backend: str = "local", wor
         flow.graph.node(name)
     runner = registry.runner(backend, workers)
     the_store = open_store(store)
-    ctx = RunContext(flow, params, the_store, new_run_id(), force, frozenset(force_steps))
+    run_id = new_run_id()
+    ctx = RunContext(flow, params, the_store, run_id, force, frozenset(force_steps), journal=Journal(the_store, run_id))
     started = time.time()
     the_store.write_run_start(ctx.run_id, run_header(flow, params, backend, started))
     try:
         report = runner.run(ctx)
     except KeyboardInterrupt:
+        ctx.journal.flush()
         the_store.write_run_end(ctx.run_id, {"status": "cancelled", "ended": time.time()})
         raise RunCancelled(f"run {ctx.run_id} of flow {flow.name!r} was cancelled",
                            hint="finished steps are kept: the next run re-uses them") from None
+    ctx.journal.flush()
     ok = len(report.outcomes) == len(flow.graph) and all(o.status in ("ran", "cached") for o in report.outcomes.values())
     status = "cancelled" if report.cancelled else "succeeded" if ok else "failed"
     the_store.write_run_end(ctx.run_id, {"status": status, "ended": time.time()})

@@ -25,6 +25,7 @@ from .store import CorruptObject, Store, StoredOutput
 if TYPE_CHECKING:
     from .flow import Flow
     from .graph import FlowGraph
+    from .journal import Journal
 
 
 class MissingInput(Exception):
@@ -46,6 +47,15 @@ class RunContext:
     force: bool = False
     force_steps: frozenset[str] = frozenset()
     retries: bool = True  # False when the orchestrator does the retrying
+    journal: "Journal | None" = None  # None: each record is written at once (run-step)
+
+    def record(self, outcome: "NodeOutcome") -> None:
+        """Record a node's outcome in this run's history."""
+        record = outcome.record(self.flow.name, self.run_id)
+        if self.journal is None:
+            self.store.write_node(self.run_id, record)
+        else:
+            self.journal.add(record)
 
     @property
     def graph(self) -> "FlowGraph":
@@ -196,7 +206,7 @@ def execute(ctx: RunContext, name: str, outputs: dict[str, StoredOutput], invoke
                               time.time() - started, metrics=decision.metrics, logged_params=decision.logged_params)
     else:
         outcome = _run(ctx, node, outputs, invoke, decision, started)
-    ctx.store.write_node(ctx.run_id, outcome.record(ctx.flow.name, ctx.run_id))
+    ctx.record(outcome)
     return outcome
 
 
@@ -243,7 +253,7 @@ def _run(ctx: RunContext, node: Node, outputs: dict[str, StoredOutput], invoke: 
     outcome.status, outcome.error, outcome.traceback = "ran", None, None
     outcome.duration = time.time() - started
     if decision.key is not None and node.step.opts.cache:
-        ctx.store.write_key(decision.key, {"flow": ctx.flow.name, "node": node.name, "parts": decision.parts,
-                                           "output": outcome.output.to_json(), "created": time.time(),
-                                           "metrics": outcome.metrics, "logged_params": outcome.logged_params})
+        # the node record of this run, too: `cache reindex` restores it if the run is killed before
+        # its journal is written
+        ctx.store.write_key(decision.key, {**outcome.record(ctx.flow.name, ctx.run_id), "created": time.time()})
     return outcome

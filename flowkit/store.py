@@ -5,7 +5,8 @@ Layout under the root::
     objects/ab/<blake3 of the bytes>       serialized outputs (dill), verified on every read
     keys/ab/<cache key>.json                 key parts + output of one step execution
     runs/<run id>/run.json                   flow, params, node list (written once at start)
-    runs/<run id>/nodes/<node>.json          one node's outcome (written once when it finishes)
+    runs/<run id>/nodes/<node>.json          one node's outcome, from run-step (one process per node)
+    runs/<run id>/batches/<time>-<pid>.json  node outcomes of in-process runners, written in batches
     runs/<run id>/end.json                   final status (written once at the end)
     index.sqlite                             history index, rebuilt from the records by reindex
 
@@ -17,10 +18,13 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import secrets
 import shutil
+import time
+from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import quote, unquote, urlparse
 
 import attrs
@@ -49,6 +53,48 @@ class StoredOutput:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "StoredOutput":
         return cls(data["object"], data["digest"], int(data["size"]))
+
+
+def serialize(value: Any, where: str) -> bytes:
+    """Pickle (protocol 5) when it can, dill when it must: functions, lambdas, ``__main__`` classes.
+
+    Plain pickle is several times faster for the common case; ``pickle.loads`` reads both.
+    """
+    try:
+        data = pickle.dumps(value, protocol=5)
+        if b"__main__" not in data:
+            return data
+    except Exception:  # noqa: BLE001 - pickle raises many types for what dill handles
+        pass
+    import dill
+
+    try:
+        return dill.dumps(value, protocol=5, recurse=True)
+    except Exception as exc:  # noqa: BLE001
+        raise SerializationError(
+            f"{where}: output of type {type(value).__module__}.{type(value).__qualname__} cannot be serialized: {exc}",
+            hint="return plain data (numbers, lists, dicts, arrays, frames) or write files and return fk.File",
+        ) from None
+
+
+class _RecentBytes:
+    """The last objects this process wrote, up to a byte budget, so a downstream step skips the read."""
+
+    def __init__(self, budget: int = 64 * 2**20) -> None:
+        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._size = 0
+        self._budget = budget
+
+    def add(self, object_id: str, data: bytes) -> None:
+        if len(data) > self._budget // 4 or object_id in self._items:
+            return
+        self._items[object_id] = data
+        self._size += len(data)
+        while self._size > self._budget:
+            self._size -= len(self._items.popitem(last=False)[1])
+
+    def get(self, object_id: str) -> bytes | None:
+        return self._items.get(object_id)
 
 
 def dumps_json(data: Any) -> bytes:
@@ -84,10 +130,12 @@ class Store:
 
     def __init__(self, root: Path, *, create: bool = True) -> None:
         self.root = root
+        self._root = str(root)
         self.writable = create
         if create:
             self._ensure_writable()
         self._index: Any = None
+        self._recent = _RecentBytes()
 
     def _ensure_writable(self) -> None:
         try:
@@ -104,28 +152,30 @@ class Store:
     # -- files -------------------------------------------------------------------------------
 
     @staticmethod
-    def write_file(path: Path, data: bytes | memoryview) -> None:
+    def write_file(path: str | Path, data: bytes | memoryview) -> None:
         """Write to a temporary name in the same folder, then rename over the real one."""
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+        folder, name = os.path.split(os.fspath(path))
+        tmp = f"{folder}/.{name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
         try:
             try:
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             except FileNotFoundError:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                os.makedirs(folder, exist_ok=True)
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
             os.replace(tmp, path)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
+            if os.path.exists(tmp):
+                os.unlink(tmp)
             raise StoreError(f"cannot write {path}: {exc.strerror or exc}",
                              hint="check free space and permissions of that folder") from None
 
-    def write_record(self, path: Path, data: dict[str, Any]) -> None:
+    def write_record(self, path: str | Path, data: Any) -> None:
         self.write_file(path, dumps_json(data))
 
     @staticmethod
-    def read_record(path: Path) -> dict[str, Any] | None:
+    def read_record(path: str | Path) -> dict[str, Any] | None:
         """A JSON record, or None when missing or unreadable (a torn file counts as missing)."""
         try:
             with open(path, "rb") as handle:
@@ -137,64 +187,70 @@ class Store:
     # -- objects -----------------------------------------------------------------------------
 
     def object_path(self, object_id: str) -> Path:
-        return self.root / "objects" / object_id[:2] / object_id
+        return Path(self._object_file(object_id))
+
+    def _object_file(self, object_id: str) -> str:
+        return f"{self._root}/objects/{object_id[:2]}/{object_id}"
 
     def put(self, value: Any, *, where: str) -> StoredOutput:
         """Serialize and store a value; its value digest drives downstream keys (early cutoff)."""
-        import dill
-
-        try:
-            data = dill.dumps(value, protocol=5)
-        except Exception as exc:  # dill raises many types for unpicklable values
-            raise SerializationError(
-                f"{where}: output of type {type(value).__module__}.{type(value).__qualname__} cannot be serialized: {exc}",
-                hint="return plain data (numbers, lists, dicts, arrays, frames) or write files and return fk.File",
-            ) from None
+        data = serialize(value, where)
         object_id = hash_bytes(data)
         try:
             digest = fingerprint(value)
         except Unstable:
             digest = object_id  # the bytes are the best identity we have
-        path = self.object_path(object_id)
-        if not path.exists():
+        path = self._object_file(object_id)
+        if not os.path.exists(path):
             self.write_file(path, data)
+        self._recent.add(object_id, data)
         return StoredOutput(object_id, digest, len(data))
 
     def has(self, output: StoredOutput) -> bool:
         """A cheap presence check (size), used for cache hits; the digest is checked on load."""
         try:
-            return self.object_path(output.object).stat().st_size == output.size
+            return os.stat(self._object_file(output.object)).st_size == output.size
         except OSError:
             return False
 
     def load(self, object_id: str) -> Any:
-        """Read, verify and deserialize an object; a mismatch is quarantined and raises CorruptObject."""
-        import dill
+        """Read, verify and deserialize an object; a mismatch is quarantined and raises CorruptObject.
 
-        path = self.object_path(object_id)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise CorruptObject(f"object {object_id} is missing") from None
-        if hash_bytes(data) != object_id:
-            path.unlink(missing_ok=True)
-            raise CorruptObject(f"object {object_id} is corrupt (digest mismatch); removed")
-        return dill.loads(data)
+        Bytes this process wrote a moment ago are taken from memory: they are the bytes it hashed.
+        """
+        data = self._recent.get(object_id)
+        if data is None:
+            path = self._object_file(object_id)
+            try:
+                with open(path, "rb") as handle:
+                    data = handle.read()
+            except FileNotFoundError:
+                raise CorruptObject(f"object {object_id} is missing") from None
+            if hash_bytes(data) != object_id:
+                os.unlink(path)
+                raise CorruptObject(f"object {object_id} is corrupt (digest mismatch); removed")
+        return pickle.loads(data)
 
     # -- cache keys --------------------------------------------------------------------------
 
     def key_path(self, key: str) -> Path:
-        return self.root / "keys" / key[:2] / f"{key}.json"
+        return Path(self._key_file(key))
+
+    def _key_file(self, key: str) -> str:
+        return f"{self._root}/keys/{key[:2]}/{key}.json"
 
     def read_key(self, key: str) -> dict[str, Any] | None:
-        record = self.read_record(self.key_path(key))
+        record = self.read_record(self._key_file(key))
         return record if record and record.get("key") == key else None
 
     def write_key(self, key: str, record: dict[str, Any]) -> None:
-        self.write_record(self.key_path(key), {**record, "key": key})
+        self.write_record(self._key_file(key), {**record, "key": key})
 
-    def drop_key(self, key: str) -> None:
-        self.key_path(key).unlink(missing_ok=True)
+    def key_records(self) -> list[dict[str, Any]]:
+        """Every readable key record (for gc, ls and reindex)."""
+        folder = self.root / "keys"
+        paths = sorted(folder.glob("*/*.json")) if folder.is_dir() else []
+        return [r for r in map(self.read_record, paths) if r is not None and "key" in r]
 
     # -- runs --------------------------------------------------------------------------------
 
@@ -211,8 +267,15 @@ class Store:
             self.write_run_start(run_id, header)
 
     def write_node(self, run_id: str, record: dict[str, Any]) -> None:
+        """One node's record in a file of its own (run-step: one process per node)."""
         self.write_record(self.run_dir(run_id) / "nodes" / node_filename(record["node"]), record)
-        self.index.add_node(run_id, record)
+        self.index.add_nodes(run_id, [record])
+
+    def write_nodes(self, run_id: str, records: list[dict[str, Any]]) -> None:
+        """Many node records in one file and one index transaction (in-process runners)."""
+        name = f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(2)}.json"
+        self.write_record(f"{self._root}/runs/{run_id}/batches/{name}", {"records": records})
+        self.index.add_nodes(run_id, records)
 
     def write_run_end(self, run_id: str, end: dict[str, Any]) -> None:
         self.write_record(self.run_dir(run_id) / "end.json", end)
@@ -222,7 +285,10 @@ class Store:
         return self.read_record(self.run_dir(run_id) / "run.json")
 
     def read_node(self, run_id: str, node: str) -> dict[str, Any] | None:
-        return self.read_record(self.run_dir(run_id) / "nodes" / node_filename(node))
+        record = self.read_record(self.run_dir(run_id) / "nodes" / node_filename(node))
+        if record is None:
+            record = next((r for r in self._batch_records(run_id) if r["node"] == node), None)
+        return record
 
     def run_ids(self) -> list[str]:
         try:
@@ -230,13 +296,24 @@ class Store:
         except FileNotFoundError:
             return []
 
-    def node_records(self, run_id: str) -> Iterator[dict[str, Any]]:
+    def node_records(self, run_id: str) -> list[dict[str, Any]]:
+        """Every node record of a run; where a node was recorded twice, the later start wins."""
+        latest: dict[str, dict[str, Any]] = {}
         folder = self.run_dir(run_id) / "nodes"
+        singles = [self.read_record(p) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+        for record in [*self._batch_records(run_id), *filter(None, singles)]:
+            known = latest.get(record["node"])
+            if known is None or (record.get("started") or 0) >= (known.get("started") or 0):
+                latest[record["node"]] = record
+        return list(latest.values())
+
+    def _batch_records(self, run_id: str) -> list[dict[str, Any]]:
+        folder = self.run_dir(run_id) / "batches"
+        records: list[dict[str, Any]] = []
         if folder.is_dir():
             for path in sorted(folder.glob("*.json")):
-                record = self.read_record(path)
-                if record is not None:
-                    yield record
+                records += (self.read_record(path) or {}).get("records", [])
+        return records
 
     # -- index -------------------------------------------------------------------------------
 

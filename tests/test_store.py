@@ -50,7 +50,7 @@ def test_a_corrupt_object_is_never_loaded(store: Path) -> None:
     data[-3] ^= 0xFF
     path.write_bytes(bytes(data))
     with pytest.raises(CorruptObject):
-        s.load(out.object)
+        open_store(store).load(out.object)  # another process: nothing in memory
     assert not path.exists()  # removed, so the next run makes it again
 
 
@@ -114,7 +114,7 @@ def test_sigkill_loses_no_finished_step_and_leaves_no_partial_file(tmp_path: Pat
     proc = _flowkit("run", "killable.py", "--store", str(store), cwd=tmp_path)
     s = open_store(store)
     deadline = time.time() + 30
-    while time.time() < deadline and not list((store / "runs").glob("*/nodes/first.json")):
+    while time.time() < deadline and not list(store.glob("keys/*/*.json")):  # `first` finished
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -129,7 +129,10 @@ def test_sigkill_loses_no_finished_step_and_leaves_no_partial_file(tmp_path: Pat
     assert [r["status"] for r in runs][0] == "succeeded"
     latest = {n["node"]: n["status"] for n in s.index.nodes(runs[0]["run_id"])}
     assert latest == {"first": "cached", "slow": "ran"}
+    killed = runs[1]["run_id"]
     assert runs[1]["status"] == "running"  # the killed run never ended
+    assert s.index.rebuild(s) == 2  # and its finished step is in its history again
+    assert {n["node"]: n["status"] for n in s.index.nodes(killed)} == {"first": "ran"}
 
 
 def test_concurrent_runs_on_one_store_all_succeed(tmp_path: Path) -> None:
