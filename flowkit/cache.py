@@ -63,15 +63,16 @@ def key_parts(*, version: str | None, code: CodeFingerprint, args: dict[str, dic
 
 
 def key_of(parts: dict[str, Any]) -> str:
-    """The cache key: a digest over the parts (readable forms left out)."""
-    essential = {
-        "scheme": parts["scheme"],
-        "version": parts["version"],
-        "code": parts["code"]["digest"],
-        "args": {name: arg["fp"] for name, arg in parts["args"].items()},
-        "env": parts["env"],
-    }
-    return hash_bytes(dumps_json(essential))
+    """The cache key: a digest over the parts (readable forms left out).
+
+    Fields are joined with NUL, which no digest, name or JSON text contains, so no two different
+    part lists give the same text.
+    """
+    fields = [parts["scheme"], repr(parts["version"]), parts["code"]["digest"]]
+    fields += [f"{name}={arg['fp']}" for name, arg in parts["args"].items()]
+    if parts["env"]["image"] is not None or parts["env"]["env"]:
+        fields.append(dumps_json(parts["env"]).decode())
+    return hash_bytes("\0".join(fields).encode())
 
 
 def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

@@ -19,13 +19,14 @@ def explain(store: Store, run_id: str, node: str) -> dict[str, Any]:
     report: dict[str, Any] = {"run_id": run_id, "step": node, "status": record["status"], "key": record.get("key"),
                               "previous_run": previous["run_id"] if previous else None, "changes": []}
     lines = [f"step {node!r} in run {run_id}: {record['status']}" + (f" ({record['error']})" if record.get("error") else "")]
-    parts = record.get("parts")
+    parts = store.parts_of(record)
+    old_parts = store.parts_of(previous)
     if parts is None:
         lines.append("  no key: " + (record.get("error") or "the step was not keyed (skipped or unstable input)"))
-    elif previous is None:
+    elif previous is None or old_parts is None:
         lines.append("  no earlier run of this step: nothing to compare with")
     else:
-        changes = cache.differences(previous["parts"], parts)
+        changes = cache.differences(old_parts, parts)
         report["changes"] = changes
         same_key = previous.get("key") == record.get("key")
         lines.append(f"  compared with run {previous['run_id']} ({previous['status']}):")

@@ -80,11 +80,18 @@ class Node:
     args: dict[str, Arg]          # bound to the function's parameter names, in signature order
     call_site: str
     after: set[str] = attrs.field(factory=set)
+    _inputs: list[str] | None = attrs.field(default=None, init=False, repr=False)
+
+    def inputs(self) -> list[str]:
+        """Nodes whose output this node reads, sorted (computed once: it is on the hot path)."""
+        if self._inputs is None:
+            self._inputs = sorted({leaf.node for arg in self.args.values() for leaf in iter_leaves(arg)
+                                   if isinstance(leaf, Ref)})
+        return self._inputs
 
     def upstream(self) -> set[str]:
         """Nodes whose output or completion this node waits for."""
-        refs = {leaf.node for arg in self.args.values() for leaf in iter_leaves(arg) if isinstance(leaf, Ref)}
-        return refs | self.after
+        return set(self.inputs()) | self.after
 
 
 class FlowGraph:
@@ -103,6 +110,7 @@ class FlowGraph:
         self._position = {name: i for i, name in enumerate(nodes)}
         self._check_acyclic()
         self._order = self._stable_topological_order()
+        self._upstream = {name: sorted(self.dag.predecessors(name), key=self._position.__getitem__) for name in nodes}
 
     def _check_acyclic(self) -> None:
         import networkx as nx
@@ -134,7 +142,7 @@ class FlowGraph:
 
     def upstream(self, name: str) -> list[str]:
         """Direct predecessors of a node, in call order."""
-        return sorted(self.dag.predecessors(name), key=self._position.__getitem__)
+        return self._upstream[name]
 
     def downstream(self, name: str) -> list[str]:
         """Direct successors of a node, in call order."""

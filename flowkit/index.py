@@ -49,7 +49,9 @@ class Index:
         else:
             self.conn = sqlite3.connect(path, timeout=60, isolation_level=None)
             self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=NORMAL")
+            # an index rebuilt from the records by `cache reindex`: it needs no fsync, and the commits
+            # it would cost are most of a cached step's time; a killed process still cannot corrupt it
+            self.conn.execute("PRAGMA synchronous=OFF")
             self.conn.executescript(_SCHEMA)
         if self.conn is not None:
             self.conn.row_factory = sqlite3.Row
@@ -161,9 +163,9 @@ class Index:
 
     def previous(self, flow: str, node: str, *, before: float | None = None,
                  exclude_run: str | None = None) -> dict[str, Any] | None:
-        """The latest earlier record of this node that has key parts, for plan and explain."""
+        """The latest earlier record of this node with a key, for plan and explain (see Store.parts_of)."""
         rows = self._rows(
-            """SELECT * FROM nodes WHERE flow = ? AND node = ? AND parts IS NOT NULL AND run_id != ?
+            """SELECT * FROM nodes WHERE flow = ? AND node = ? AND (parts IS NOT NULL OR key IS NOT NULL) AND run_id != ?
                AND (? IS NULL OR started < ?) ORDER BY started DESC LIMIT 1""",
             (flow, node, exclude_run or "", before, before),
         )

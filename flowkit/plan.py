@@ -79,8 +79,8 @@ def make_plan(flow: "Flow", params: dict[str, Any], store: Store, *, force: bool
 def why_missing(store: Store, flow: str, node: str, parts: dict[str, Any] | None,
                 before: float | None = None, exclude_run: str | None = None) -> str:
     """The reason a key has no entry: what changed since this node's last recorded key."""
-    previous = store.index.previous(flow, node, before=before, exclude_run=exclude_run)
-    if previous is None or parts is None:
+    old_parts = store.parts_of(store.index.previous(flow, node, before=before, exclude_run=exclude_run))
+    if old_parts is None or parts is None:
         return "no entry"
-    reasons = cache.differences(previous["parts"], parts)
+    reasons = cache.differences(old_parts, parts)
     return "; ".join(reasons) if reasons else "no entry (output removed)"

@@ -97,11 +97,13 @@ class NodeOutcome:
     traceback: str | None = None
     metrics: list[dict[str, Any]] = attrs.field(factory=list)
     logged_params: dict[str, Any] = attrs.field(factory=dict)
+    key_recorded: bool = False  # a key record holds the parts, so this node's record need not repeat them
 
-    def record(self, flow: str, run_id: str) -> dict[str, Any]:
+    def record(self, flow: str, run_id: str, *, with_parts: bool = False) -> dict[str, Any]:
         return {
             "flow": flow, "run_id": run_id, "node": self.node, "status": self.status, "key": self.key,
-            "parts": self.parts, "output": self.output.to_json() if self.output else None,
+            "parts": self.parts if with_parts or not self.key_recorded else None,
+            "output": self.output.to_json() if self.output else None,
             "started": self.started, "duration": self.duration, "attempts": self.attempts,
             "error": self.error, "traceback": self.traceback, "metrics": self.metrics,
             "logged_params": self.logged_params,
@@ -200,20 +202,15 @@ def execute(ctx: RunContext, name: str, outputs: dict[str, StoredOutput], invoke
     node = ctx.graph.nodes[name]
     started = time.time()
     if decision is None:
-        decision = decide(ctx, node, {up: outputs[up].digest for up in _data_upstream(node)})
+        decision = decide(ctx, node, {up: outputs[up].digest for up in node.inputs()})
     if decision.hit is not None:
         outcome = NodeOutcome(name, "cached", decision.key, decision.parts, decision.hit, started,
-                              time.time() - started, metrics=decision.metrics, logged_params=decision.logged_params)
+                              time.time() - started, metrics=decision.metrics, logged_params=decision.logged_params,
+                              key_recorded=True)
     else:
         outcome = _run(ctx, node, outputs, invoke, decision, started)
     ctx.record(outcome)
     return outcome
-
-
-def _data_upstream(node: Node) -> list[str]:
-    from .graph import iter_leaves
-
-    return sorted({leaf.node for arg in node.args.values() for leaf in iter_leaves(arg) if isinstance(leaf, Ref)})
 
 
 def _run(ctx: RunContext, node: Node, outputs: dict[str, StoredOutput], invoke: Invoke, decision: Decision,
@@ -255,5 +252,7 @@ def _run(ctx: RunContext, node: Node, outputs: dict[str, StoredOutput], invoke: 
     if decision.key is not None and node.step.opts.cache:
         # the node record of this run, too: `cache reindex` restores it if the run is killed before
         # its journal is written
-        ctx.store.write_key(decision.key, {**outcome.record(ctx.flow.name, ctx.run_id), "created": time.time()})
+        ctx.store.write_key(decision.key, {**outcome.record(ctx.flow.name, ctx.run_id, with_parts=True),
+                                           "created": time.time()})
+        outcome.key_recorded = True
     return outcome

@@ -246,6 +246,15 @@ class Store:
     def write_key(self, key: str, record: dict[str, Any]) -> None:
         self.write_record(self._key_file(key), {**record, "key": key})
 
+    def parts_of(self, record: dict[str, Any] | None) -> dict[str, Any] | None:
+        """A node record's key parts: in the record itself, or in the key record it points to."""
+        if record is None:
+            return None
+        if record.get("parts"):
+            return record["parts"]
+        key_record = self.read_key(record["key"]) if record.get("key") else None
+        return key_record.get("parts") if key_record else None
+
     def key_records(self) -> list[dict[str, Any]]:
         """Every readable key record (for gc, ls and reindex)."""
         folder = self.root / "keys"
