@@ -38,6 +38,11 @@ def collecting(node: str) -> Iterator[StepLog]:
         _CURRENT.reset(token)
 
 
+def current_log() -> StepLog | None:
+    """The log of the step running in this context, if any."""
+    return _CURRENT.get()
+
+
 def log_metric(name: str, value: float, step: int | None = None) -> None:
     """Record a number (accuracy, loss at ``step``) against the current run and node."""
     log = _CURRENT.get()

@@ -9,6 +9,8 @@ from .errors import FlowkitError
 
 RUNNERS = {
     "local": "flowkit.backends.local:LocalRunner",
+    "process": "flowkit.backends.process:ProcessRunner",
+    "docker": "flowkit.backends.docker:DockerRunner",
 }
 COMPILERS = {
     "airflow": "flowkit.backends.airflow:AirflowCompiler",

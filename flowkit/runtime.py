@@ -8,6 +8,7 @@ the key record and the node record at once, so a killed run loses no finished st
 from __future__ import annotations
 
 import inspect
+import os
 import time
 import traceback
 from collections import OrderedDict
@@ -184,15 +185,32 @@ def call_args(node: Node, values: dict[str, Any]) -> tuple[tuple[Any, ...], dict
     return bound.args, bound.kwargs
 
 
-Invoke = Callable[[Node, tuple[Any, ...], dict[str, Any]], Any]
+def invoke(node: Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Call the step function: here, or in a child process that a timeout can kill."""
+    timeout = node.step.opts.timeout
+    if timeout is None:
+        return node.step.fn(*args, **kwargs)
+    from .isolate import call_isolated
+
+    return call_isolated(node.step.fn, args, kwargs, timeout=timeout, name=node.name)
 
 
-def invoke_in_process(node: Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """Call the step function here (the local backend and run-step)."""
-    return node.step.fn(*args, **kwargs)
+def user_traceback(exc: BaseException) -> str:
+    """The traceback from the user's code on, without flowkit's own frames."""
+    from .isolate import StepRaised
+
+    if isinstance(exc, StepRaised):
+        return exc.traceback_text
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
-def execute(ctx: RunContext, name: str, outputs: dict[str, StoredOutput], invoke: Invoke = invoke_in_process,
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def execute(ctx: RunContext, name: str, outputs: dict[str, StoredOutput],
             decision: Decision | None = None) -> NodeOutcome:
     """Run or reuse one node; records the outcome in the store before returning it.
 
@@ -208,12 +226,12 @@ def execute(ctx: RunContext, name: str, outputs: dict[str, StoredOutput], invoke
                               time.time() - started, metrics=decision.metrics, logged_params=decision.logged_params,
                               key_recorded=True)
     else:
-        outcome = _run(ctx, node, outputs, invoke, decision, started)
+        outcome = _run(ctx, node, outputs, decision, started)
     ctx.record(outcome)
     return outcome
 
 
-def _run(ctx: RunContext, node: Node, outputs: dict[str, StoredOutput], invoke: Invoke, decision: Decision,
+def _run(ctx: RunContext, node: Node, outputs: dict[str, StoredOutput], decision: Decision,
          started: float) -> NodeOutcome:
     load = loader(ctx.store, outputs)
     values = {key: value_of(arg, ctx.params, load) for key, arg in node.args.items()}
@@ -232,8 +250,8 @@ def _run(ctx: RunContext, node: Node, outputs: dict[str, StoredOutput], invoke: 
             except BaseException as exc:  # noqa: BLE001 - the user's code may raise anything
                 if isinstance(exc, KeyboardInterrupt):
                     raise
-                outcome.error = f"{type(exc).__name__}: {exc}"
-                outcome.traceback = "".join(traceback.format_exception(exc))
+                outcome.error = str(exc) if type(exc).__module__ == "flowkit.isolate" else f"{type(exc).__name__}: {exc}"
+                outcome.traceback = user_traceback(exc)
                 if attempt <= retries and opts.retry_delay:
                     time.sleep(opts.retry_delay)
         else:

@@ -1,0 +1,83 @@
+"""Run ready nodes in parallel, up to ``workers`` at once, on any launcher (fork, Docker).
+
+The scheduler is single-threaded: it decides cache hits itself (cheap), hands nodes that must run
+to the launcher, and waits on the jobs' file descriptors. A failed node skips what depends on it;
+independent branches run to the end. Ctrl-C stops every job and re-raises.
+"""
+
+from __future__ import annotations
+
+from multiprocessing.connection import wait
+from typing import Protocol
+
+from flowkit.runtime import Decision, NodeOutcome, RunContext, decide, execute
+from flowkit.store import StoredOutput
+
+from ._progress import Progress
+from .base import RunReport
+from .local import skip
+
+
+class Job(Protocol):
+    sentinel: int  # a file descriptor that becomes readable when the job ends
+
+    def result(self) -> NodeOutcome: ...
+
+    def kill(self) -> None: ...
+
+
+class Launcher(Protocol):
+    recorded: bool  # True when jobs record their own outcomes in the store (run-step)
+
+    def start(self, ctx: RunContext, name: str, outputs: dict[str, StoredOutput], decision: Decision) -> Job: ...
+
+
+def run_parallel(ctx: RunContext, launcher: Launcher, workers: int) -> RunReport:
+    graph = ctx.graph
+    waiting = {name: set(graph.upstream(name)) for name in graph.order()}
+    ready = [name for name in graph.order() if not waiting[name]]
+    outputs: dict[str, StoredOutput] = {}
+    outcomes: dict[str, NodeOutcome] = {}
+    running: dict[int, tuple[str, Job]] = {}
+    progress = Progress(len(graph))
+
+    def finished(name: str, outcome: NodeOutcome) -> None:
+        outcomes[name] = outcome
+        progress.finish(name, outcome.status)
+        if outcome.output is not None and outcome.status in ("ran", "cached"):
+            outputs[name] = outcome.output
+        for down in graph.downstream(name):
+            waiting[down].discard(name)
+            if not waiting[down]:
+                ready.append(down)
+
+    try:
+        while ready or running:
+            while ready and len(running) < workers:
+                name = ready.pop(0)
+                blocked = [up for up in graph.upstream(name) if outcomes[up].status in ("failed", "skipped")]
+                if blocked:
+                    finished(name, skip(ctx, name, blocked))
+                    continue
+                node = graph.nodes[name]
+                decision = decide(ctx, node, {up: outputs[up].digest for up in node.inputs()})
+                if decision.hit is not None:
+                    finished(name, execute(ctx, name, outputs, decision=decision))
+                    continue
+                job = launcher.start(ctx, name, outputs, decision)
+                running[job.sentinel] = (name, job)
+                progress.start(name)
+            if running:
+                for sentinel in wait(list(running)):
+                    name, job = running.pop(sentinel)  # type: ignore[arg-type]
+                    outcome = job.result()
+                    if not launcher.recorded:
+                        ctx.record(outcome)
+                    finished(name, outcome)
+    except BaseException:
+        for _, job in running.values():
+            job.kill()
+        raise
+    finally:
+        progress.close()
+    return RunReport(outcomes)

@@ -1,0 +1,242 @@
+"""Backends with real processes: parallel branches, retries, timeouts, kills and Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from flowkit.store import open_store
+
+BACKENDS = ["local", "process"]
+
+
+def statuses(run) -> dict[str, str]:
+    return {name: outcome.status for name, outcome in run.steps.items()}
+
+
+def test_independent_steps_overlap_on_the_process_backend(write_module, store: Path, tmp_path: Path) -> None:
+    mod = write_module(f'''
+import time
+import flowkit as fk
+
+@fk.step
+def nap(label: str) -> list:
+    start = time.time()
+    time.sleep(2)
+    return [start, time.time()]
+
+@fk.step
+def both(a: list, b: list) -> list:
+    return [a, b]
+
+@fk.flow
+def naps():
+    return both(nap("a"), nap("b"))
+''')
+    run = mod.naps.run(store=store, backend="process", workers=2)
+    assert run.status == "succeeded"
+    (a_start, a_end), (b_start, b_end) = run.result
+    assert b_start < a_end and a_start < b_end  # the two 2 s naps ran at the same time
+
+
+def test_a_failure_finishes_other_branches_then_fails_the_run(write_module, store: Path) -> None:
+    mod = write_module('''
+import time
+import flowkit as fk
+
+@fk.step
+def boom() -> int:
+    raise ValueError("no")
+
+@fk.step
+def slow() -> int:
+    time.sleep(0.5)
+    return 1
+
+@fk.step
+def after(x: int) -> int:
+    return x
+
+@fk.flow
+def mixed():
+    return after(boom()), after.options(name="after_slow")(slow())
+''')
+    run = mod.mixed.run(store=store, backend="process", workers=2)
+    assert run.status == "failed"
+    assert statuses(run) == {"boom": "failed", "slow": "ran", "after": "skipped", "after_slow": "ran"}
+    assert run.steps["boom"].error == "ValueError: no" and 'raise ValueError("no")' in run.steps["boom"].traceback
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_retries_make_a_twice_failing_step_succeed(write_module, store: Path, tmp_path: Path, backend: str) -> None:
+    counter = tmp_path / "attempts"
+    mod = write_module(f'''
+import flowkit as fk
+
+@fk.step(retries=2, retry_delay=0.1)
+def flaky() -> int:
+    path = {str(counter)!r}
+    count = int(open(path).read()) if __import__("os").path.exists(path) else 0
+    open(path, "w").write(str(count + 1))
+    if count < 2:
+        raise RuntimeError(f"attempt {{count + 1}} fails")
+    return count + 1
+
+@fk.flow
+def retried():
+    return flaky()
+''')
+    run = mod.retried.run(store=store, backend=backend)
+    assert run.status == "succeeded" and run.result == 3
+    assert run.steps["flaky"].attempts == 3
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_step_past_its_timeout_is_killed_and_retried(write_module, store: Path, tmp_path: Path, backend: str) -> None:
+    pids = tmp_path / "pids"
+    mod = write_module(f'''
+import os, time
+import flowkit as fk
+
+@fk.step(timeout=1, retries=1)
+def stuck() -> int:
+    with open({str(pids)!r}, "a") as f:
+        f.write(f"{{os.getpid()}}\\n")
+    time.sleep(60)
+    return 1
+
+@fk.flow
+def hanging():
+    return stuck()
+''')
+    started = time.monotonic()
+    run = mod.hanging.run(store=store, backend=backend)
+    elapsed = time.monotonic() - started
+    outcome = run.steps["stuck"]
+    assert run.status == "failed" and outcome.attempts == 2
+    assert outcome.error.startswith("timed out after 1s")
+    assert elapsed < 30  # two 1 s attempts, not two 60 s sleeps
+    for pid in map(int, pids.read_text().split()):
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)  # each attempt's process is gone
+
+
+def test_metrics_logged_under_a_timeout_are_kept(write_module, store: Path) -> None:
+    mod = write_module('''
+import flowkit as fk
+
+@fk.step(timeout="30s")
+def measured() -> int:
+    fk.log_metric("loss", 0.5)
+    fk.log_param("mode", "fast")
+    return 1
+
+@fk.flow
+def isolated():
+    return measured()
+''')
+    run = mod.isolated.run(store=store)
+    assert run.steps["measured"].metrics == [{"name": "loss", "value": 0.5, "step": None}]
+    assert run.steps["measured"].logged_params == {"mode": "fast"}
+
+
+def _flowkit(args: list[str], cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "flowkit", *args], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+SLOW_CHAIN = '''
+import time
+import flowkit as fk
+
+@fk.step
+def first(n: int) -> int:
+    return n + 1
+
+@fk.step
+def second(n: int) -> int:
+    return n + 1
+
+@fk.step
+def slow(a: int, b: int) -> int:
+    time.sleep(SLEEP)
+    return a + b
+
+@fk.flow
+def interrupted(n: int = 1):
+    return slow(first(n), second(n))
+'''
+
+
+def _wait_for_keys(store: Path, count: int) -> None:
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list(store.glob("keys/*/*.json"))) < count:
+        time.sleep(0.05)
+
+
+def test_sigkill_on_the_process_backend_keeps_finished_steps(tmp_path: Path) -> None:
+    (tmp_path / "interrupted.py").write_text(SLOW_CHAIN.replace("SLEEP", "60"))
+    store = tmp_path / "store"
+    proc = _flowkit(["run", "interrupted.py", "--backend", "process", "--store", str(store)], tmp_path)
+    _wait_for_keys(store, 2)
+    os.killpg(os.getpgid(proc.pid), 0)
+    proc.kill()
+    proc.wait()
+    assert not [p for p in store.rglob("*") if ".tmp-" in p.name]
+    (tmp_path / "interrupted.py").write_text(SLOW_CHAIN.replace("SLEEP", "0"))
+    done = _flowkit(["run", "interrupted.py", "--backend", "process", "--store", str(store), "--json"], tmp_path)
+    out, err = done.communicate(timeout=120)
+    assert done.returncode == 0, err
+    assert {k: v["status"] for k, v in json.loads(out)["steps"].items()} == {
+        "first": "cached", "second": "cached", "slow": "ran"}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ctrl_c_stops_the_run_and_marks_it_cancelled(tmp_path: Path, backend: str) -> None:
+    (tmp_path / "interrupted.py").write_text(SLOW_CHAIN.replace("SLEEP", "60"))
+    store = tmp_path / "store"
+    proc = subprocess.Popen([sys.executable, "-m", "flowkit", "run", "interrupted.py", "--backend", backend,
+                             "--store", str(store)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    _wait_for_keys(store, 2)
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "cancelled" in err and "Traceback" not in err
+    runs = open_store(store).index.runs()
+    assert runs[0]["status"] == "cancelled"
+    nodes = {n["node"]: n["status"] for n in open_store(store).index.nodes(runs[0]["run_id"])}
+    assert nodes == {"first": "ran", "second": "ran"}
+
+
+def test_concurrent_process_runs_on_one_store(tmp_path: Path) -> None:
+    (tmp_path / "fan.py").write_text(textwrap.dedent('''
+        import flowkit as fk
+
+        @fk.step
+        def square(i: int, k: int) -> int:
+            return (i + k) ** 2
+
+        @fk.step
+        def total(*xs: int) -> int:
+            return sum(xs)
+
+        @fk.flow
+        def fan(k: int = 0):
+            return total(*[square(i, k) for i in range(12)])
+    '''))
+    store = tmp_path / "store"
+    procs = [_flowkit(["run", "fan.py", "--backend", "process", "--workers", "2", "--store", str(store),
+                       "-p", f"k={i % 2}"], tmp_path) for i in range(4)]
+    results = [(p.wait(timeout=180), p.stderr.read()) for p in procs]
+    assert all(code == 0 for code, _ in results), results
+    assert {r["status"] for r in open_store(store).index.runs()} == {"succeeded"}
