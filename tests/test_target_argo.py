@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from flowkit.backends.argo import ArgoCompiler, k8s_name
+from flowkit.backends.argo import ArgoCompiler, k8s_name, unique_names
 from flowkit.backends.options import CompileOptions, code_digests
 from flowkit.cli import main
 from flowkit.errors import CompileError
@@ -154,6 +154,8 @@ def test_names_are_dns1123_deterministic_and_distinct() -> None:
     long = k8s_name("A" * 200)
     assert DNS1123.match(long) and len(long) <= 63
     assert k8s_name("---") != k8s_name("___") and DNS1123.match(k8s_name("---"))
+    names = unique_names(["main", "a_b", "a-b", "x"], {"main"})   # "main" is the DAG template
+    assert names["main"].startswith("main-") and names["x"] == "x" and len(set(names.values())) == 4
 
 
 def test_step_options_become_argo_fields(goldens: dict[str, str]) -> None:
@@ -319,8 +321,8 @@ def argo_run(doc: dict[str, Any], run_id: str, workdir: Path, params: dict[str, 
 
     This is a faithful stand-in for Argo's executor, which runs the container's ``command`` +
     ``args`` without a shell after substituting ``{{workflow.*}}`` in two passes (global, then
-    inputs: ``SubstituteParams``). Tasks run in dependency order; a failed task's dependents do
-    not start (the DAG's default). Returns each task's exit code.
+    inputs: ``SubstituteParams``). Tasks run in dependency order, independent ones at once; a
+    failed task's dependents do not start. Returns each task's exit code (-1: not started).
     """
     spec = spec_of(doc)
     given = params or {}
@@ -330,14 +332,24 @@ def argo_run(doc: dict[str, Any], run_id: str, workdir: Path, params: dict[str, 
     by_name = templates(doc)
     tasks = {t["name"]: t for t in by_name[spec["entrypoint"]]["dag"]["tasks"]}
     sorter = graphlib.TopologicalSorter({name: t.get("dependencies", []) for name, t in tasks.items()})
+    sorter.prepare()
     codes: dict[str, int] = {}
-    for name in sorter.static_order():
-        if any(codes.get(dep) != 0 for dep in tasks[name].get("dependencies", [])):
-            continue
-        container = by_name[tasks[name]["template"]]["container"]
-        argv = [argo_substitute(argo_substitute(a, globals_), {}) for a in container["command"] + container["args"]]
-        step_env = {**os.environ, **(env or {}), **{e["name"]: e["value"] for e in container.get("env", [])}}
-        codes[name] = subprocess.run(argv, cwd=workdir, env=step_env, capture_output=True, text=True).returncode
+    while sorter.is_active():
+        ready, running = sorted(sorter.get_ready()), {}
+        for name in ready:                       # independent tasks run at once, as in Argo
+            if any(codes.get(dep) != 0 for dep in tasks[name].get("dependencies", [])):
+                codes[name] = -1                 # never started: an upstream task failed
+                continue
+            container = by_name[tasks[name]["template"]]["container"]
+            argv = [argo_substitute(argo_substitute(a, globals_), {}) for a in container["command"] + container["args"]]
+            step_env = {**os.environ, **(env or {}), **{e["name"]: e["value"] for e in container.get("env", [])}}
+            running[name] = subprocess.Popen(argv, cwd=workdir, env=step_env, stdout=subprocess.DEVNULL,
+                                             stderr=subprocess.PIPE, text=True)
+        for name, process in running.items():
+            _, err = process.communicate()
+            codes[name] = process.returncode
+            assert process.returncode in (0, 1), f"{name}: exit {process.returncode}\n{err}"
+        sorter.done(*ready)
     return codes
 
 
