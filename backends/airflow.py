@@ -13,6 +13,8 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
+from flowkit.errors import CompileError
+
 from ._checks import refuse_unsupported
 from ._command import step_argv
 from ._render import render
@@ -76,11 +78,23 @@ def _param(spec: "ParamSpec") -> dict[str, Any]:
     return out
 
 
+def _refuse_scheduled_required_params(flow: "Flow") -> None:
+    """Airflow rejects a scheduled DAG with a param that has no default: say so at compile time."""
+    required = [spec.name for spec in flow.params if spec.required]
+    if flow.schedule is not None and required:
+        raise CompileError(
+            f"flow {flow.name!r}: parameter {required[0]!r} has no default, but the flow has schedule "
+            f"{flow.schedule!r}; Airflow cannot start a scheduled run without it",
+            hint=f"give {required[0]!r} a default, or remove the schedule",
+        )
+
+
 class AirflowCompiler:
     """Renders ``templates/airflow/dag.py.j2``; pure: returns one Artifact."""
 
     def compile(self, flow: "Flow", options: "CompileOptions") -> list[Artifact]:
         refuse_unsupported(flow, "airflow", SUPPORTED, HINTS)
+        _refuse_scheduled_required_params(flow)
         graph = flow.graph
         order = graph.order()
         ids = task_ids(order)

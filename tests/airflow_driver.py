@@ -41,7 +41,10 @@ def main(plan_path: str, result_path: str) -> int:
         for item in plan["runs"]:
             if item.get("remove_before"):
                 os.remove(item["remove_before"])
-            dagrun = bag.dags[item["dag_id"]].test(run_conf=item.get("conf") or None)
+            # A fresh parse per run, as a worker would do: dag.test() in one process lets a run's
+            # conf leak into the DAG's Param objects, and so into the next run's defaults.
+            dag = dag_bag(bag.dags[item["dag_id"]].fileloc).dags[item["dag_id"]]
+            dagrun = dag.test(run_conf=item.get("conf") or None)
             result["runs"].append({"dag_id": item["dag_id"], "run_id": dagrun.run_id, "state": str(dagrun.state)})
     with open(result_path, "w") as f:
         json.dump(result, f, indent=2)
