@@ -95,7 +95,7 @@ def _flatten(levels: list[list[str]]) -> list[str]:
 
 def script_name(flow_name: str) -> str:
     """A file name made of the flow name: ``digits`` -> ``digits.sh``; nothing can escape the folder."""
-    return (_NOT_FILE_NAME.sub("_", flow_name).strip("_") or "flow") + ".sh"
+    return (_NOT_FILE_NAME.sub("_", flow_name).strip("_-") or "flow") + ".sh"
 
 
 def check_env_names(flow: "Flow") -> None:

@@ -215,9 +215,24 @@ def output(store: Path, run_id: str, node: str) -> Any:
     return open_store(store, create=False).load(record["output"]["object"])
 
 
-def test_every_golden_script_passes_shellcheck(tmp_path: Path) -> None:
+def test_every_golden_script_passes_shellcheck(tmp_path: Path, write_module) -> None:
     for name in sorted(GOLDEN_CASES):
         (tmp_path / name).write_text(compile_case(name))
+    module = write_module("""
+        import flowkit as fk
+
+        @fk.step
+        def one() -> int:
+            return 1
+
+        @fk.flow(name="-no parameters")
+        def bare():
+            return one()
+    """)
+    options = golden_options("userflow.py", "bare", module.bare)
+    [artifact] = ShellCompiler().compile(module.bare, options)
+    assert artifact.path == "no_parameters.sh"
+    (tmp_path / artifact.path).write_text(artifact.content)
     proc = subprocess.run([shellcheck(), *sorted(str(p) for p in tmp_path.glob("*.sh"))],
                           capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout == "", proc.stdout
@@ -391,6 +406,45 @@ def test_a_parameter_named_like_a_script_option_is_set_with_p(tmp_path: Path, st
     proc = run_script(script, "--jobs", "1", "-p", "jobs=7", "--my-value=12", "--run-id", "r", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert output(store, "r", "show") == "7/12"  # a str parameter takes "12" as text
+
+
+def test_term_stops_the_running_steps(tmp_path: Path, store: Path) -> None:
+    import signal
+    import time
+
+    script = compile_cli(FLOWS / "shell_fanout.py", tmp_path / "out", store, REPO)
+    log_dir = tmp_path / "log"
+    log_dir.mkdir()
+    # With one job, "left" waits for "right" to start, which cannot happen: it runs until stopped.
+    argv = ["bash", str(script), "--python", sys.executable, "--label", "term", "--jobs", "1",
+            "--log-dir", str(log_dir), "--wait-seconds", "120", "--run-id", "stopped-by-term"]
+    proc = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while not (log_dir / "left.start").exists():
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143
+
+    def steps_alive() -> list[str]:
+        found = []
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                text = cmdline.read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if "stopped-by-term" in text and "run-step" in text:
+                found.append(text)
+        return found
+
+    deadline = time.monotonic() + 30
+    while steps_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert steps_alive() == []
+    assert not (log_dir / "left.end").exists()
 
 
 @pytest.mark.parametrize("args, message", [
