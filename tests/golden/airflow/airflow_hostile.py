@@ -54,8 +54,12 @@ def run_step(**context):
             argv += ['-p', f'{name}={value if as_text else json.dumps(value)}']
     with subprocess.Popen(argv, cwd=WORKDIR, env={**os.environ, **step['env']}, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, errors='replace') as proc:
-        for line in proc.stdout:
-            print(line, end='', flush=True)
+        try:
+            for line in proc.stdout:
+                print(line, end='', flush=True)
+        except BaseException:  # execution_timeout or a stopped task: stop the step with it
+            proc.kill()
+            raise
     if proc.returncode != 0:
         raise RuntimeError(f"flowkit step {step['node']!r} failed with exit code {proc.returncode}")
 
