@@ -298,13 +298,14 @@ def startup_rows(repeats: int) -> list[Row]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats, for a smoke test")
-    parser.add_argument("--tmp", metavar="DIR", help="where temporary stores go (default: the system temp dir)")
+    parser.add_argument("--tmp", metavar="DIR", default=".",
+                        help="where temporary stores go (default: this folder, where a user's .flowkit/ would be)")
     args = parser.parse_args()
     global TEMP_ROOT
     TEMP_ROOT = args.tmp
     repeats = 3 if args.quick else 7
     print(f"flowkit {fk.__version__}, Python {sys.version.split()[0]}, {sys.platform}, {os.cpu_count()} cores; "
-          f"stores in {TEMP_ROOT or tempfile.gettempdir()}; medians of {repeats}\n")
+          f"stores in {os.path.abspath(TEMP_ROOT or tempfile.gettempdir())}; medians of {repeats}\n")
     print(f"{'figure':<36} {'value':>9} {'unit':<8} {'baseline (same run)':<44} {'ratio':>10}   goal")
     sections: list[Callable[[], list[Row]]] = [
         lambda: chain_rows(repeats),
