@@ -264,13 +264,14 @@ def test_local_run_then_compiled_run_is_all_cache_hits(tmp_path: Path, store: Pa
     assert output(store, "shell-after-local", "pick_best") == local.result
 
 
-def test_a_generated_run_id_is_printed_and_flowkit_python_is_used(tmp_path: Path, store: Path) -> None:
+def test_a_generated_run_id_is_printed_and_flowkit_python_and_a_relative_store_are_used(tmp_path: Path, store: Path) -> None:
     script = compile_cli(HELLO, tmp_path / "out", store, REPO, "--python", "no-such-python")
-    proc = run_script(script, cwd=tmp_path, python=False, env={"FLOWKIT_PYTHON": sys.executable})
+    proc = run_script(script, "--store", "here", cwd=tmp_path, python=False, env={"FLOWKIT_PYTHON": sys.executable})
     assert proc.returncode == 0, proc.stderr
     run_id = proc.stdout.split("run id ", 1)[1].split(",", 1)[0]
-    assert set(statuses(store, run_id).values()) == {"ran"}
-    assert output(store, run_id, "greet") == "Hello, world"
+    here = tmp_path / "here"  # relative to where the script was started, not to the project folder
+    assert set(statuses(here, run_id).values()) == {"ran"}
+    assert output(here, run_id, "greet") == "Hello, world"
 
     proc = run_script(script, cwd=tmp_path, python=False, env={"FLOWKIT_PYTHON": ""})
     assert proc.returncode == 127 and "no-such-python" in proc.stderr  # the compile-time default

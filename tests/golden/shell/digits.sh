@@ -74,6 +74,15 @@ while [ "$#" -gt 0 ]; do
   shift 2
 done
 
+# Steps run in the project folder: a relative store or interpreter means one from here.
+case $STORE in
+  *://* | /*) ;;
+  *) STORE=$PWD/$STORE ;;
+esac
+case $PYTHON in
+  /* | '') ;;
+  */*) PYTHON=$PWD/$PYTHON ;;
+esac
 [[ $JOBS =~ ^[1-9][0-9]*$ ]] || die "--jobs needs a whole number of at least 1, got: $JOBS"
 if [ -z "$RUN_ID" ]; then
   RUN_ID="$(date -u +%Y%m%d-%H%M%S)-$(printf '%04x%02x' "$RANDOM" "$((RANDOM % 256))")"
