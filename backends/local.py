@@ -5,6 +5,7 @@ from __future__ import annotations
 from flowkit.runtime import MissingInput, NodeOutcome, RunContext, execute
 from flowkit.store import StoredOutput
 
+from ._progress import Progress
 from .base import RunReport
 
 _REMAKE_LIMIT = 3  # a corrupt upstream object is re-made at most this often per node
@@ -20,14 +21,20 @@ class LocalRunner:
         graph = ctx.graph
         outputs: dict[str, StoredOutput] = {}
         outcomes: dict[str, NodeOutcome] = {}
-        for name in graph.order():
-            blocked = [up for up in graph.upstream(name) if outcomes[up].status in ("failed", "skipped")]
-            if blocked:
-                outcomes[name] = skip(ctx, name, blocked)
-                continue
-            outcomes[name] = self._execute(ctx, name, outputs, outcomes)
-            if outcomes[name].output is not None:
-                outputs[name] = outcomes[name].output
+        progress = Progress(len(graph))
+        try:
+            for name in graph.order():
+                blocked = [up for up in graph.upstream(name) if outcomes[up].status in ("failed", "skipped")]
+                if blocked:
+                    outcomes[name] = skip(ctx, name, blocked)
+                else:
+                    progress.start(name)
+                    outcomes[name] = self._execute(ctx, name, outputs, outcomes)
+                    if outcomes[name].output is not None:
+                        outputs[name] = outcomes[name].output
+                progress.finish(name, outcomes[name].status)
+        finally:
+            progress.close()
         return RunReport(outcomes)
 
     def _execute(self, ctx: RunContext, name: str, outputs: dict[str, StoredOutput],

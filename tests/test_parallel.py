@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -240,3 +241,39 @@ def test_concurrent_process_runs_on_one_store(tmp_path: Path) -> None:
     results = [(p.wait(timeout=180), p.stderr.read()) for p in procs]
     assert all(code == 0 for code, _ in results), results
     assert {r["status"] for r in open_store(store).index.runs()} == {"succeeded"}
+
+
+class _Terminal:
+    """A stream that says it is a terminal, keeping what was drawn."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def isatty(self) -> bool:
+        return True
+
+    def write(self, text: str) -> None:
+        self.text += text
+
+    def flush(self) -> None:
+        pass
+
+
+def test_progress_shows_done_total_cached_and_running_on_a_terminal_only() -> None:
+    from flowkit.backends._progress import Progress
+
+    term = _Terminal()
+    progress = Progress(3, stream=term)
+    progress.start("load")
+    progress.finish("load", "cached")
+    progress.start("train")
+    progress.start("train-2")
+    assert term.text.endswith("[1/3] 1 cached, 0 failed | running: train, train-2")
+    progress.finish("train", "failed")
+    progress.close()
+    assert "[2/3] 1 cached, 1 failed | running: train-2" in term.text
+    quiet = io.StringIO()
+    silent = Progress(3, stream=quiet)
+    silent.start("load")
+    silent.close()
+    assert quiet.getvalue() == ""
