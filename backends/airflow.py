@@ -114,7 +114,7 @@ class AirflowCompiler:
         content = render(
             "airflow/dag.py.j2",
             source=options.source,
-            dag_id=_NOT_TASK_ID.sub("_", flow.name) or "flow",
+            dag_id=_NOT_TASK_ID.sub("_", flow.name)[:_MAX_ID] or "flow",
             flow_name=flow.name,
             schedule=flow.schedule,
             workdir=options.workdir,

@@ -16,6 +16,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from flowkit.backends.airflow import AirflowCompiler, task_ids
@@ -32,24 +33,28 @@ except ImportError:
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = REPO / "tests" / "golden" / "airflow"
-FLOWS = REPO / "tests" / "flows"
 DRIVER = REPO / "tests" / "airflow_driver.py"
 HELLO = REPO / "examples" / "hello" / "flow.py"
 
-# (flow file relative to the repo, attribute)
+# (flow file relative to the repo, attribute); the golden cases, and "resume" for the consumer tier
 CASES = {
     "hello": ("examples/hello/flow.py", "hello"),
     "fanout": ("tests/flows/airflow_fanout.py", "fanout"),
     "hostile": ("tests/flows/airflow_hostile.py", "hostile"),
 }
+RESUME = ("tests/flows/airflow_resume.py", "resume")
 HOSTILE = "it's \"quoted\" \\ back\\slash $(touch INJECTED) `touch INJECTED` {{ x }} {% y %}\nnext line"
 PASSED = "passed: it's \"q\" \\\\ $(touch INJECTED) `touch INJECTED` {{ params.text }} {% if 1 %}x{% endif %}\n2nd"
 HOSTILE_NODE = "it's a \"step\" {{ x }}"
 
 
+def ref_of(case: str) -> str:
+    relative, attr = RESUME if case == "resume" else CASES[case]
+    return f"{REPO / relative}:{attr}"
+
+
 def flow_of(case: str) -> Any:
-    relative, attr = CASES[case]
-    return load_flow(f"{REPO / relative}:{attr}")
+    return load_flow(ref_of(case))
 
 
 def fixed_options(case: str) -> CompileOptions:
@@ -109,8 +114,7 @@ def operator_calls(text: str) -> list[ast.Call]:
 
 @pytest.mark.parametrize("case", [*sorted(CASES), "resume", "ml"])
 def test_every_generated_file_parses_with_one_operator_per_node(case: str) -> None:
-    ref = {"resume": f"{FLOWS / 'airflow_resume.py'}:resume", "ml": f"{REPO / 'examples/ml/flow.py'}:digits"}
-    flow = load_flow(ref[case]) if case in ref else flow_of(case)
+    flow = load_flow(f"{REPO / 'examples/ml/flow.py'}:digits") if case == "ml" else flow_of(case)
     options = CompileOptions(flow_ref="/p/f.py:x", source="f.py", workdir="/p", store="file:///s",
                              code_digests=code_digests(flow))
     _, text = compile_text(flow, options)
@@ -141,17 +145,11 @@ def test_user_values_stay_literals_and_never_reach_templated_fields() -> None:
 def test_a_hostile_flow_string_cannot_break_the_header() -> None:
     flow = flow_of("hello")
     plain = compile_text(flow, fixed_options("hello"))[1]
-    evil = attrs_evolve(fixed_options("hello"), source="x.py\nimport os; os.system('touch INJECTED') # \"'\\")
+    evil = attrs.evolve(fixed_options("hello"), source="x.py\nimport os; os.system('touch INJECTED') # \"'\\")
     text = compile_text(flow, evil)[1]
     ast.parse(text)
     assert len(text.splitlines()) == len(plain.splitlines())
     assert not any(line.startswith("import os;") for line in text.splitlines())
-
-
-def attrs_evolve(options: CompileOptions, **changes: Any) -> CompileOptions:
-    import attrs
-
-    return attrs.evolve(options, **changes)
 
 
 def test_options_become_operator_arguments() -> None:
@@ -274,10 +272,6 @@ class Consumer:
         return {name: self.store.read_node(run_id, name) for name in flow.graph.order()}
 
 
-def flow_by_name(name: str) -> Any:
-    return flow_of(name) if name in CASES else load_flow(f"{FLOWS / 'airflow_resume.py'}:resume")
-
-
 @pytest.fixture(scope="module", params=sorted(AIRFLOWS))
 def airflow(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Consumer:
     python = require_env(AIRFLOWS[request.param], "a virtualenv with Airflow and flowkit (.ci/airflow.sh)")
@@ -287,10 +281,9 @@ def airflow(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     work.mkdir()
     dag_ids = {}
     for name in ["hello", "fanout", "hostile", "resume"]:
-        flow = flow_by_name(name)
-        options = CompileOptions(flow_ref=f"{FLOWS / 'airflow_resume.py'}:resume" if name == "resume" else
-                                 f"{REPO / CASES[name][0]}:{CASES[name][1]}", source=name, workdir=str(work),
-                                 store=store.as_uri(), code_digests=code_digests(flow))
+        flow = flow_of(name)
+        options = CompileOptions(flow_ref=ref_of(name), source=name, workdir=str(work), store=store.as_uri(),
+                                 code_digests=code_digests(flow))
         (artifact,) = AirflowCompiler().compile(flow, options)
         (dags / artifact.path).write_text(artifact.content)
         dag_ids[name] = flow.name
@@ -345,7 +338,8 @@ def test_airflow_run_then_local_run_is_all_cached_with_an_equal_result(airflow: 
     assert {n: r and r["status"] for n, r in records.items()} == {n: "ran" for n in flow.graph.nodes}
     local = flow.run(store=airflow.root / "store", **AIRFLOW_FIRST[name])
     assert {n: o.status for n, o in local.steps.items()} == {n: "cached" for n in flow.graph.nodes}
-    assert {n: o.output.digest for n, o in local.steps.items()} == {n: r["output"]["digest"] for n, r in records.items()}
+    airflow_digests = {n: r["output"]["digest"] for n, r in records.items()}
+    assert {n: o.output.digest for n, o in local.steps.items()} == airflow_digests
     last = records[flow.graph.order()[-1]]
     assert local.result == airflow.store.load(last["output"]["object"])
 
@@ -374,7 +368,7 @@ def test_hostile_values_arrive_unchanged_and_nothing_is_injected(airflow: Consum
 
 @pytest.mark.consumer
 def test_resubmitting_a_failed_run_reuses_its_finished_steps(airflow: Consumer) -> None:
-    flow = flow_by_name("resume")
+    flow = flow_of("resume")
     failed, again = airflow.run("resume:fails"), airflow.run("resume:again")
     assert failed["state"] == "failed" and again["state"] == "success"
     assert failed["run_id"] != again["run_id"]
