@@ -17,6 +17,8 @@ def step_argv(options: "CompileOptions", node: str, *, retries_by_orchestrator: 
     argv = ["-m", "flowkit", "run-step", "--flow", options.flow_ref, "--step", node, "--store", options.store]
     if retries_by_orchestrator:
         argv.append("--no-retries")
+    if options.bundle:
+        argv += ["--bundle", options.bundle]
     digest = options.code_digests.get(node)
     if digest:
         argv += ["--expect-code", digest]

@@ -24,6 +24,7 @@ class CompileOptions:
     jobs: int = 4                        # shell: default parallel jobs
     python: str = "python3"              # interpreter in generated commands (argo, shell default)
     code_digests: dict[str, str] = attrs.field(factory=dict)  # node -> code digest, for --expect-code
+    bundle: str | None = None            # digest of the code bundle in the store (--bundle)
     extra: dict[str, Any] = attrs.field(factory=dict)
 
 

@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--volume-claim", metavar="NAME", help="argo: PersistentVolumeClaim mounted at the store path")
     comp.add_argument("--jobs", type=int, default=4, metavar="N", help="shell: default parallel steps")
     comp.add_argument("--python", default="python3", metavar="PATH", help="interpreter in generated commands")
+    comp.add_argument("--bundle", action="store_true",
+                      help="ship the project's Python files in the store; steps run exactly this code")
 
     graph = sub.add_parser("graph", help="print the flow's graph")
     graph.add_argument("flow", metavar="FLOW")
@@ -101,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_params(step)
     step.add_argument("--no-retries", action="store_true", help="the orchestrator retries; run the step once")
     step.add_argument("--expect-code", metavar="DIGEST", help="refuse to run if the step's code digest differs")
+    step.add_argument("--bundle", metavar="DIGEST", help="import the flow from this code bundle in the store")
     return parser
 
 

@@ -29,7 +29,29 @@ def compile_options(args: argparse.Namespace) -> tuple[Any, Any]:
         kind=args.kind, volume_claim=args.volume_claim, jobs=args.jobs, python=args.python,
         code_digests=code_digests(flow),
     )
+    if getattr(args, "bundle", False):
+        options = with_bundle(options)
     return flow, options
+
+
+def with_bundle(options: Any) -> Any:
+    """Ship the project's Python files in the store; steps import the flow from there."""
+    import attrs
+
+    from .bundle import bundle_root, make_bundle
+
+    path, attr = options.flow_ref.rsplit(":", 1)
+    if not path.endswith(".py"):
+        from .errors import CompileError
+
+        raise CompileError(f"--bundle needs FLOW as a file (path/to/flow.py), got {options.source!r}",
+                           hint="a module reference already means the code is installed where steps run")
+    flow_file, workdir = Path(path), Path(options.workdir)
+    root = bundle_root(flow_file, workdir)
+    store = Store(store_path(options.store))
+    digest = store.put_bytes(make_bundle(root))
+    return attrs.evolve(options, flow_ref=f"{flow_file.relative_to(root).as_posix()}:{attr}",
+                        workdir=str(store.root), bundle=digest)
 
 
 def compile_flow(args: argparse.Namespace) -> list[Any]:

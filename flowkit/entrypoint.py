@@ -39,7 +39,8 @@ def upstream_outputs(ctx: RunContext, name: str) -> dict[str, StoredOutput]:
 
 
 def run_step(flow_ref: str, name: str, run_id: str, store_uri: str, raw_params: list[str] | None,
-             *, retries: bool = True, expect_code: str | None = None, backend: str = "run-step") -> NodeOutcome:
+             *, retries: bool = True, expect_code: str | None = None, bundle: str | None = None,
+             backend: str = "run-step") -> NodeOutcome:
     """Load the flow, check this node's inputs in the store, then run or reuse it."""
     from .hashing import code_fingerprint
     from .loading import load_flow
@@ -48,6 +49,11 @@ def run_step(flow_ref: str, name: str, run_id: str, store_uri: str, raw_params: 
     if not run_id or "/" in run_id or run_id in (".", "..") or "\0" in run_id:
         raise FlowkitError(f"run-step: --run-id {run_id!r} cannot name a run folder",
                            hint="use letters, digits and -_.:+ (an orchestrator's run id works)")
+    store = open_store(store_uri)
+    if bundle:
+        from .bundle import activate
+
+        flow_ref = activate(store, bundle, flow_ref)
     flow = load_flow(flow_ref)
     node = flow.graph.node(name)  # an unknown name lists the valid ones
     if expect_code is not None and code_fingerprint(node.step.fn).digest != expect_code:
@@ -56,7 +62,6 @@ def run_step(flow_ref: str, name: str, run_id: str, store_uri: str, raw_params: 
             hint="deploy the compiled version of the flow, or compile again from this code",
         )
     params = flow.resolve_params(parse_assignments(flow.name, raw_params, flow.params))
-    store = open_store(store_uri)
     ctx = RunContext(flow, params, store, run_id, retries=retries)
     outputs = upstream_outputs(ctx, name)
     store.ensure_run_start(run_id, run_header(flow, params, backend, time.time()))
@@ -81,4 +86,4 @@ def report(outcome: NodeOutcome) -> int:
 
 def main_args(args: Any) -> int:
     return report(run_step(args.flow, args.step, args.run_id, args.store, args.params, retries=not args.no_retries,
-                           expect_code=args.expect_code))
+                           expect_code=args.expect_code, bundle=args.bundle))

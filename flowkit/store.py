@@ -206,6 +206,27 @@ class Store:
         self._recent.add(object_id, data)
         return StoredOutput(object_id, digest, len(data))
 
+    def put_bytes(self, data: bytes) -> str:
+        """Store raw bytes (a code bundle) under their digest."""
+        object_id = hash_bytes(data)
+        path = self._object_file(object_id)
+        if not os.path.exists(path):
+            self.write_file(path, data)
+        return object_id
+
+    def get_bytes(self, object_id: str) -> bytes:
+        """Raw bytes by digest, verified; a missing or corrupt object is a StoreError."""
+        try:
+            with open(self._object_file(object_id), "rb") as handle:
+                data = handle.read()
+        except FileNotFoundError:
+            raise StoreError(f"store {self.root} has no object {object_id}",
+                             hint="compile again with --bundle against this store") from None
+        if hash_bytes(data) != object_id:
+            raise StoreError(f"object {object_id} in store {self.root} is corrupt",
+                             hint="compile again with --bundle to write it anew")
+        return data
+
     def has(self, output: StoredOutput) -> bool:
         """A cheap presence check (size), used for cache hits; the digest is checked on load."""
         try:
