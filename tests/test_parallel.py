@@ -219,7 +219,8 @@ def test_ctrl_c_stops_the_run_and_marks_it_cancelled(tmp_path: Path, backend: st
     assert nodes == {"first": "ran", "second": "ran"}
 
 
-def test_concurrent_process_runs_on_one_store(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_concurrent_runs_on_one_store_all_succeed(tmp_path: Path, backend: str) -> None:
     (tmp_path / "fan.py").write_text(textwrap.dedent('''
         import flowkit as fk
 
@@ -236,12 +237,15 @@ def test_concurrent_process_runs_on_one_store(tmp_path: Path) -> None:
             return total(*[square(i, k) for i in range(12)])
     '''))
     store = tmp_path / "store"
-    procs = [_flowkit(["run", "fan.py", "--backend", "process", "--workers", "2", "--store", str(store),
+    procs = [_flowkit(["run", "fan.py", "--backend", backend, "--workers", "2", "--store", str(store),
                        "-p", f"k={i % 2}"], tmp_path) for i in range(4)]
     results = [(p.wait(timeout=180), p.stderr.read()) for p in procs]
     assert all(code == 0 for code, _ in results), results
-    assert {r["status"] for r in open_store(store).index.runs()} == {"succeeded"}
-
+    runs = open_store(store).index.runs()
+    assert len(runs) == 4 and {r["status"] for r in runs} == {"succeeded"}
+    totals = {open_store(store).load(n["output"]["object"]) for r in runs
+              for n in open_store(store).index.nodes(r["run_id"]) if n["node"] == "total"}
+    assert totals == {sum(i * i for i in range(12)), sum((i + 1) ** 2 for i in range(12))}
 
 class _Terminal:
     """A stream that says it is a terminal, keeping what was drawn."""

@@ -135,30 +135,6 @@ def test_sigkill_loses_no_finished_step_and_leaves_no_partial_file(tmp_path: Pat
     assert {n["node"]: n["status"] for n in s.index.nodes(killed)} == {"first": "ran"}
 
 
-def test_concurrent_runs_on_one_store_all_succeed(tmp_path: Path) -> None:
-    (tmp_path / "many.py").write_text(textwrap.dedent('''
-        import flowkit as fk
-
-        @fk.step
-        def square(i: int, k: int) -> int:
-            return (i + k) ** 2
-
-        @fk.step
-        def total(*xs: int) -> int:
-            return sum(xs)
-
-        @fk.flow
-        def many(k: int = 0):
-            return total(*[square(i, k) for i in range(20)])
-    '''))
-    store = tmp_path / "store"
-    procs = [_flowkit("run", "many.py", "--store", str(store), "-p", f"k={i % 2}", cwd=tmp_path) for i in range(4)]
-    results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
-    assert all(code == 0 for code, _ in results), results
-    runs = open_store(store).index.runs()
-    assert len(runs) == 4 and {r["status"] for r in runs} == {"succeeded"}
-
-
 def test_reindex_rebuilds_the_same_history(write_module, store: Path) -> None:
     mod = write_module('''
 import flowkit as fk
