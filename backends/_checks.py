@@ -34,3 +34,12 @@ def refuse_unsupported(flow: "Flow", target: str, supported: set[str], hints: di
                 f"flow {flow.name!r}, step {name!r}: option {option!r} cannot be expressed in the {target} target",
                 hint=(hints or {}).get(option, f"remove {option!r} from the step, or compile to a target that supports it"),
             )
+
+
+def no_container_hints(subject: str, python: str) -> dict[str, str]:
+    """Hints for a target whose steps run on a machine's own Python: no image, no resource limits."""
+    elsewhere = "compile to the argo target, or run with the docker backend"
+    return {
+        "image": f"{subject} runs every step on {python}: {elsewhere}, to use an image",
+        "resources": f"{subject} cannot reserve cpu, memory or gpu: {elsewhere}",
+    }

@@ -14,7 +14,8 @@ def step_argv(options: "CompileOptions", node: str, *, retries_by_orchestrator: 
     ``--expect-code`` pins the step's code digest at compile time, so a worker holding other
     code refuses to run instead of silently running something else.
     """
-    argv = ["-m", "flowkit", "run-step", "--flow", options.flow_ref, "--step", node, "--store", options.store]
+    # "--step=NAME": a node may be named like an option ("-x"), which a separate word would not survive
+    argv = ["-m", "flowkit", "run-step", f"--flow={options.flow_ref}", f"--step={node}", "--store", options.store]
     if retries_by_orchestrator:
         argv.append("--no-retries")
     if options.bundle:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowkit.errors import CompileError
 
-from ._checks import refuse_unsupported
+from ._checks import no_container_hints, refuse_unsupported
 from ._command import step_argv
 from ._render import render
 from .base import Artifact
@@ -27,12 +27,7 @@ if TYPE_CHECKING:
     from .options import CompileOptions
 
 SUPPORTED = {"retries", "retry_delay", "timeout", "env"}
-HINTS = {
-    "image": "the airflow target runs steps on the Airflow worker's Python: compile to the argo target, "
-             "or run with the docker backend, to use an image",
-    "resources": "the airflow target cannot reserve cpu, memory or gpu: compile to the argo target, "
-                 "or run with the docker backend",
-}
+HINTS = no_container_hints('the airflow target', "the Airflow worker's Python")
 # Airflow's Param types (JSON schema) for flowkit's parameter types; "any" stays untyped.
 PARAM_TYPES = {"int": "integer", "float": "number", "str": "string", "bool": "boolean", "list": "array",
                "dict": "object"}

@@ -130,7 +130,7 @@ class DockerLauncher:
         if not image:
             raise FlowkitError(f"flow {ctx.flow.name!r}, step {name!r}: no image to run it in",
                                hint="set image= on the step or the flow, or export FLOWKIT_IMAGE")
-        command = ["python", "-m", "flowkit", "run-step", "--flow", self.flow_ref, "--step", name,
+        command = ["python", "-m", "flowkit", "run-step", f"--flow={self.flow_ref}", f"--step={name}",
                    "--run-id", ctx.run_id, "--store", str(ctx.store.root), *param_args(ctx)]
         spec: dict[str, Any] = {
             "image": image, "command": command, "working_dir": os.getcwd(), "volumes": self.mounts,

@@ -17,7 +17,7 @@ import attrs
 
 from flowkit.errors import CompileError
 
-from ._checks import refuse_unsupported
+from ._checks import no_container_hints, refuse_unsupported
 from ._command import step_argv
 from ._render import render
 from .base import Artifact
@@ -29,12 +29,7 @@ if TYPE_CHECKING:
     from .options import CompileOptions
 
 SUPPORTED = {"retries", "retry_delay", "timeout", "env"}
-HINTS = {
-    "image": "a shell script runs every step on this machine's Python: compile to the argo target, "
-             "or run with the docker backend, to use an image",
-    "resources": "a shell script cannot reserve cpu, memory or gpu: compile to the argo target, "
-                 "or run with the docker backend",
-}
+HINTS = no_container_hints('a shell script', "this machine's Python")
 # Options of the script itself: a flow parameter with one of these names is set with -p only.
 SCRIPT_OPTIONS = {"jobs", "run-id", "store", "python", "help"}
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -213,12 +213,20 @@ def scale_rows() -> list[Row]:
         start = time.perf_counter()
         plan = flow.plan(store=store)
         planned = time.perf_counter() - start
-    assert len(plan.rows) == nodes
+        assert len(plan.rows) == nodes
+        flow.run(store=store)
+        start = time.perf_counter()
+        cached_plan = flow.plan(store=store)
+        planned_cached = time.perf_counter() - start
+        assert cached_plan.counts()["cached"] == nodes
     bare = median_time(lambda: [inc.fn(i) for i in range(nodes)], 5)
     return [
         Row(f"{nodes:,} nodes: build (flow.graph)", build, "s", f"{nodes:,} bare calls", bare),
         Row(f"{nodes:,} nodes: plan (fresh store)", planned, "s", f"{nodes:,} bare calls", bare),
         Row(f"{nodes:,} nodes: build + plan", build + planned, "s", f"{nodes:,} bare calls", bare, goal=2.0),
+        Row(f"{nodes:,} nodes: plan, all cached", planned_cached, "s", f"{nodes:,} bare calls", bare),
+        Row(f"{nodes:,} nodes: build + cached plan", build + planned_cached, "s", f"{nodes:,} bare calls", bare,
+            goal=2.0),
     ]
 
 

@@ -100,6 +100,15 @@ class NodeOutcome:
     logged_params: dict[str, Any] = attrs.field(factory=dict)
     key_recorded: bool = False  # a key record holds the parts, so this node's record need not repeat them
 
+    @property
+    def cache_key(self) -> str | None:
+        return self.key
+
+    @property
+    def output_digest(self) -> str | None:
+        """The content digest of the output (what downstream keys use), or None."""
+        return self.output.digest if self.output else None
+
     def record(self, flow: str, run_id: str, *, with_parts: bool = False) -> dict[str, Any]:
         return {
             "flow": flow, "run_id": run_id, "node": self.node, "status": self.status, "key": self.key,

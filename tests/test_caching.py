@@ -62,6 +62,9 @@ def test_second_run_is_all_cached_and_gives_the_same_result(write_module, store)
     second = mod.pipeline.run(store=store)
     assert set(statuses(second).values()) == {"cached"}
     assert mod.CALLS == []
+    for name, step in second.steps.items():  # the same keys and digests as the run that made them
+        assert (step.cache_key, step.output_digest) == (first.steps[name].cache_key, first.steps[name].output_digest)
+        assert step.cache_key and len(step.output_digest) == 64 and step.duration >= 0
     assert second.result == first.result == 0.5
 
 

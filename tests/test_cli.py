@@ -156,3 +156,26 @@ def test_cache_commands(capsys, store: Path) -> None:
 def test_python_dash_m_flowkit_help() -> None:
     proc = subprocess.run([sys.executable, "-m", "flowkit", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "run a flow; unchanged steps are cache hits" in proc.stdout
+
+
+def test_run_step_takes_a_node_named_like_an_option(tmp_path: Path) -> None:
+    from flowkit.backends._command import step_argv
+    from flowkit.backends.options import CompileOptions
+
+    (tmp_path / "dashed.py").write_text(textwrap.dedent('''
+        import flowkit as fk
+
+        @fk.step
+        def one() -> int:
+            return 1
+
+        @fk.flow
+        def dashed():
+            return one.options(name="-x")()
+    '''))
+    options = CompileOptions(flow_ref=f"{tmp_path}/dashed.py:dashed", source="dashed.py", workdir=str(tmp_path),
+                             store=(tmp_path / "store").as_uri())
+    argv = [sys.executable, *step_argv(options, "-x"), "--run-id", "r1"]
+    proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "step '-x' ran" in proc.stdout

@@ -16,8 +16,10 @@ from datetime import datetime, timedelta, timezone
 
 try:  # Airflow 3
     from airflow.sdk import DAG, Param
+    from airflow.sdk.exceptions import AirflowFailException
 except ImportError:  # Airflow 2.x
     from airflow import DAG
+    from airflow.exceptions import AirflowFailException
     from airflow.models.param import Param
 try:
     from airflow.providers.standard.operators.python import PythonOperator
@@ -39,27 +41,27 @@ STEPS = {
     'load': {
         'node': 'load',
         'env': {},
-        'argv': ['-m', 'flowkit', 'run-step', '--flow', '/project/tests/flows/airflow_fanout.py:fanout', '--step', 'load', '--store', 'file:///shared/store', '--no-retries', '--expect-code', '1fc4ef0e93eb46b32aa0d365caf976a73f557c59fecff98151bb6ece63cf2fff'],
+        'argv': ['-m', 'flowkit', 'run-step', '--flow=/project/tests/flows/airflow_fanout.py:fanout', '--step=load', '--store', 'file:///shared/store', '--no-retries', '--expect-code', '1fc4ef0e93eb46b32aa0d365caf976a73f557c59fecff98151bb6ece63cf2fff'],
     },
     'train': {
         'node': 'train',
         'env': {'A_FIRST': '1', 'FANOUT_MODE': 'fast'},
-        'argv': ['-m', 'flowkit', 'run-step', '--flow', '/project/tests/flows/airflow_fanout.py:fanout', '--step', 'train', '--store', 'file:///shared/store', '--no-retries', '--expect-code', '46768a9832aed6e49cf682e3aaae2a0210aec013321aec12f4e600451619d343'],
+        'argv': ['-m', 'flowkit', 'run-step', '--flow=/project/tests/flows/airflow_fanout.py:fanout', '--step=train', '--store', 'file:///shared/store', '--no-retries', '--expect-code', '46768a9832aed6e49cf682e3aaae2a0210aec013321aec12f4e600451619d343'],
     },
     'train-2': {
         'node': 'train-2',
         'env': {'A_FIRST': '1', 'FANOUT_MODE': 'fast'},
-        'argv': ['-m', 'flowkit', 'run-step', '--flow', '/project/tests/flows/airflow_fanout.py:fanout', '--step', 'train-2', '--store', 'file:///shared/store', '--no-retries', '--expect-code', 'da174f1b4033fe9d14b652d332dd25889a9828d6bfb264fc0a79e8f3c03a72bb'],
+        'argv': ['-m', 'flowkit', 'run-step', '--flow=/project/tests/flows/airflow_fanout.py:fanout', '--step=train-2', '--store', 'file:///shared/store', '--no-retries', '--expect-code', 'da174f1b4033fe9d14b652d332dd25889a9828d6bfb264fc0a79e8f3c03a72bb'],
     },
     'train-3': {
         'node': 'train-3',
         'env': {'A_FIRST': '1', 'FANOUT_MODE': 'fast'},
-        'argv': ['-m', 'flowkit', 'run-step', '--flow', '/project/tests/flows/airflow_fanout.py:fanout', '--step', 'train-3', '--store', 'file:///shared/store', '--no-retries', '--expect-code', 'ac331884fc7c42ca5bca53e6f7f7fb5ab726285648c583c94cbdbc1fd1e12772'],
+        'argv': ['-m', 'flowkit', 'run-step', '--flow=/project/tests/flows/airflow_fanout.py:fanout', '--step=train-3', '--store', 'file:///shared/store', '--no-retries', '--expect-code', 'ac331884fc7c42ca5bca53e6f7f7fb5ab726285648c583c94cbdbc1fd1e12772'],
     },
     'pick_best': {
         'node': 'pick_best',
         'env': {},
-        'argv': ['-m', 'flowkit', 'run-step', '--flow', '/project/tests/flows/airflow_fanout.py:fanout', '--step', 'pick_best', '--store', 'file:///shared/store', '--no-retries', '--expect-code', '40b00cab5a4f25c53d07c0a75097307187be4e70965370d97c90031af3c705b1'],
+        'argv': ['-m', 'flowkit', 'run-step', '--flow=/project/tests/flows/airflow_fanout.py:fanout', '--step=pick_best', '--store', 'file:///shared/store', '--no-retries', '--expect-code', '40b00cab5a4f25c53d07c0a75097307187be4e70965370d97c90031af3c705b1'],
     },
 }
 
@@ -80,6 +82,8 @@ def run_step(**context):
         except BaseException:  # execution_timeout or a stopped task: stop the step with it
             proc.kill()
             raise
+    if proc.returncode == 2:  # a usage error or code that differs from the compiled code: retrying cannot help
+        raise AirflowFailException(f"flowkit step {step['node']!r} refused to run (exit code 2)")
     if proc.returncode != 0:
         raise RuntimeError(f"flowkit step {step['node']!r} failed with exit code {proc.returncode}")
 

@@ -16,8 +16,10 @@ from datetime import datetime, timedelta, timezone
 
 try:  # Airflow 3
     from airflow.sdk import DAG, Param
+    from airflow.sdk.exceptions import AirflowFailException
 except ImportError:  # Airflow 2.x
     from airflow import DAG
+    from airflow.exceptions import AirflowFailException
     from airflow.models.param import Param
 try:
     from airflow.providers.standard.operators.python import PythonOperator
@@ -34,12 +36,12 @@ STEPS = {
     'it_s_a_step_x_': {
         'node': 'it\'s a "step" {{ x }}',
         'env': {'HOSTILE_ENV': 'it\'s "quoted" \\ back\\slash $(touch INJECTED) `touch INJECTED` {{ x }} {% y %}\nnext line'},
-        'argv': ['-m', 'flowkit', 'run-step', '--flow', '/project/tests/flows/airflow_hostile.py:hostile', '--step', 'it\'s a "step" {{ x }}', '--store', 'file:///shared/store', '--no-retries', '--expect-code', 'a949844e982a12aa7d1881fa4c6baaaf6260b223c965cfd00701572cb82b631d'],
+        'argv': ['-m', 'flowkit', 'run-step', '--flow=/project/tests/flows/airflow_hostile.py:hostile', '--step=it\'s a "step" {{ x }}', '--store', 'file:///shared/store', '--no-retries', '--expect-code', 'a949844e982a12aa7d1881fa4c6baaaf6260b223c965cfd00701572cb82b631d'],
     },
     'measure': {
         'node': 'measure',
         'env': {},
-        'argv': ['-m', 'flowkit', 'run-step', '--flow', '/project/tests/flows/airflow_hostile.py:hostile', '--step', 'measure', '--store', 'file:///shared/store', '--no-retries', '--expect-code', '6ca90918acdcd01581f458432efd3063c3fb8d3655ca312e7cdde3bd3fc8654d'],
+        'argv': ['-m', 'flowkit', 'run-step', '--flow=/project/tests/flows/airflow_hostile.py:hostile', '--step=measure', '--store', 'file:///shared/store', '--no-retries', '--expect-code', '6ca90918acdcd01581f458432efd3063c3fb8d3655ca312e7cdde3bd3fc8654d'],
     },
 }
 
@@ -60,6 +62,8 @@ def run_step(**context):
         except BaseException:  # execution_timeout or a stopped task: stop the step with it
             proc.kill()
             raise
+    if proc.returncode == 2:  # a usage error or code that differs from the compiled code: retrying cannot help
+        raise AirflowFailException(f"flowkit step {step['node']!r} refused to run (exit code 2)")
     if proc.returncode != 0:
         raise RuntimeError(f"flowkit step {step['node']!r} failed with exit code {proc.returncode}")
 

@@ -16,8 +16,10 @@ from datetime import datetime, timedelta, timezone
 
 try:  # Airflow 3
     from airflow.sdk import DAG, Param
+    from airflow.sdk.exceptions import AirflowFailException
 except ImportError:  # Airflow 2.x
     from airflow import DAG
+    from airflow.exceptions import AirflowFailException
     from airflow.models.param import Param
 try:
     from airflow.providers.standard.operators.python import PythonOperator
@@ -34,17 +36,17 @@ STEPS = {
     'greet': {
         'node': 'greet',
         'env': {},
-        'argv': ['-m', 'flowkit', 'run-step', '--flow', '/project/examples/hello/flow.py:hello', '--step', 'greet', '--store', 'file:///shared/store', '--no-retries', '--expect-code', 'b83fa42a3a34f384eece9b1f357feaebcf8abe6bf6ac303eb61dbe8dab457b28'],
+        'argv': ['-m', 'flowkit', 'run-step', '--flow=/project/examples/hello/flow.py:hello', '--step=greet', '--store', 'file:///shared/store', '--no-retries', '--expect-code', 'b83fa42a3a34f384eece9b1f357feaebcf8abe6bf6ac303eb61dbe8dab457b28'],
     },
     'emphasise': {
         'node': 'emphasise',
         'env': {},
-        'argv': ['-m', 'flowkit', 'run-step', '--flow', '/project/examples/hello/flow.py:hello', '--step', 'emphasise', '--store', 'file:///shared/store', '--no-retries', '--expect-code', '6d081b925568f917304117188f5804c6eec792ad07673583920645b767afb929'],
+        'argv': ['-m', 'flowkit', 'run-step', '--flow=/project/examples/hello/flow.py:hello', '--step=emphasise', '--store', 'file:///shared/store', '--no-retries', '--expect-code', '6d081b925568f917304117188f5804c6eec792ad07673583920645b767afb929'],
     },
     'count_letters': {
         'node': 'count_letters',
         'env': {},
-        'argv': ['-m', 'flowkit', 'run-step', '--flow', '/project/examples/hello/flow.py:hello', '--step', 'count_letters', '--store', 'file:///shared/store', '--no-retries', '--expect-code', 'e2765d66110b7df4c1f8116938414e654f196bbe1e620b69b49006799d012d3b'],
+        'argv': ['-m', 'flowkit', 'run-step', '--flow=/project/examples/hello/flow.py:hello', '--step=count_letters', '--store', 'file:///shared/store', '--no-retries', '--expect-code', 'e2765d66110b7df4c1f8116938414e654f196bbe1e620b69b49006799d012d3b'],
     },
 }
 
@@ -65,6 +67,8 @@ def run_step(**context):
         except BaseException:  # execution_timeout or a stopped task: stop the step with it
             proc.kill()
             raise
+    if proc.returncode == 2:  # a usage error or code that differs from the compiled code: retrying cannot help
+        raise AirflowFailException(f"flowkit step {step['node']!r} refused to run (exit code 2)")
     if proc.returncode != 0:
         raise RuntimeError(f"flowkit step {step['node']!r} failed with exit code {proc.returncode}")
 

@@ -144,7 +144,7 @@ trap 'stop 143' TERM
 step_1() {
   cd /project || return
   exec \
-    "$PYTHON" -m flowkit run-step --flow /project/examples/ml/flow.py:digits --step load --no-retries --expect-code c0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0de \
+    "$PYTHON" -m flowkit run-step --flow=/project/examples/ml/flow.py:digits --step=load --no-retries --expect-code c0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0de \
     --store "$STORE" --run-id "$RUN_ID" \
     -p test_size="$p_test_size" \
     -p seed="$p_seed"
@@ -154,7 +154,7 @@ step_1() {
 step_2() {
   cd /project || return
   exec \
-    "$PYTHON" -m flowkit run-step --flow /project/examples/ml/flow.py:digits --step prepare --no-retries --expect-code c0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0de \
+    "$PYTHON" -m flowkit run-step --flow=/project/examples/ml/flow.py:digits --step=prepare --no-retries --expect-code c0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0de \
     --store "$STORE" --run-id "$RUN_ID" \
     -p test_size="$p_test_size" \
     -p seed="$p_seed"
@@ -164,7 +164,7 @@ step_2() {
 step_3() {
   cd /project || return
   exec \
-    "$PYTHON" -m flowkit run-step --flow /project/examples/ml/flow.py:digits --step train --no-retries --expect-code c0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0de \
+    "$PYTHON" -m flowkit run-step --flow=/project/examples/ml/flow.py:digits --step=train --no-retries --expect-code c0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0de \
     --store "$STORE" --run-id "$RUN_ID" \
     -p test_size="$p_test_size" \
     -p seed="$p_seed"
@@ -174,7 +174,7 @@ step_3() {
 step_4() {
   cd /project || return
   exec \
-    "$PYTHON" -m flowkit run-step --flow /project/examples/ml/flow.py:digits --step train-2 --no-retries --expect-code c0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0de \
+    "$PYTHON" -m flowkit run-step --flow=/project/examples/ml/flow.py:digits --step=train-2 --no-retries --expect-code c0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0de \
     --store "$STORE" --run-id "$RUN_ID" \
     -p test_size="$p_test_size" \
     -p seed="$p_seed"
@@ -184,7 +184,7 @@ step_4() {
 step_5() {
   cd /project || return
   exec \
-    "$PYTHON" -m flowkit run-step --flow /project/examples/ml/flow.py:digits --step train-3 --no-retries --expect-code c0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0de \
+    "$PYTHON" -m flowkit run-step --flow=/project/examples/ml/flow.py:digits --step=train-3 --no-retries --expect-code c0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0de \
     --store "$STORE" --run-id "$RUN_ID" \
     -p test_size="$p_test_size" \
     -p seed="$p_seed"
@@ -194,7 +194,7 @@ step_5() {
 step_6() {
   cd /project || return
   exec \
-    "$PYTHON" -m flowkit run-step --flow /project/examples/ml/flow.py:digits --step evaluate --no-retries --expect-code c0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0de \
+    "$PYTHON" -m flowkit run-step --flow=/project/examples/ml/flow.py:digits --step=evaluate --no-retries --expect-code c0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0de \
     --store "$STORE" --run-id "$RUN_ID" \
     -p test_size="$p_test_size" \
     -p seed="$p_seed"
@@ -204,7 +204,7 @@ step_6() {
 step_7() {
   cd /project || return
   exec \
-    "$PYTHON" -m flowkit run-step --flow /project/examples/ml/flow.py:digits --step evaluate-2 --no-retries --expect-code c0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0de \
+    "$PYTHON" -m flowkit run-step --flow=/project/examples/ml/flow.py:digits --step=evaluate-2 --no-retries --expect-code c0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0de \
     --store "$STORE" --run-id "$RUN_ID" \
     -p test_size="$p_test_size" \
     -p seed="$p_seed"
@@ -214,7 +214,7 @@ step_7() {
 step_8() {
   cd /project || return
   exec \
-    "$PYTHON" -m flowkit run-step --flow /project/examples/ml/flow.py:digits --step evaluate-3 --no-retries --expect-code c0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0de \
+    "$PYTHON" -m flowkit run-step --flow=/project/examples/ml/flow.py:digits --step=evaluate-3 --no-retries --expect-code c0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0de \
     --store "$STORE" --run-id "$RUN_ID" \
     -p test_size="$p_test_size" \
     -p seed="$p_seed"
@@ -224,7 +224,7 @@ step_8() {
 step_9() {
   cd /project || return
   exec \
-    "$PYTHON" -m flowkit run-step --flow /project/examples/ml/flow.py:digits --step pick_best --no-retries --expect-code c0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0de \
+    "$PYTHON" -m flowkit run-step --flow=/project/examples/ml/flow.py:digits --step=pick_best --no-retries --expect-code c0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0de \
     --store "$STORE" --run-id "$RUN_ID" \
     -p test_size="$p_test_size" \
     -p seed="$p_seed"

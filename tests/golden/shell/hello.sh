@@ -140,7 +140,7 @@ trap 'stop 143' TERM
 step_1() {
   cd /project || return
   exec \
-    "$PYTHON" -m flowkit run-step --flow /project/examples/hello/flow.py:hello --step greet --no-retries --expect-code c0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0de \
+    "$PYTHON" -m flowkit run-step --flow=/project/examples/hello/flow.py:hello --step=greet --no-retries --expect-code c0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0de \
     --store "$STORE" --run-id "$RUN_ID" \
     -p name="$p_name"
 }
@@ -149,7 +149,7 @@ step_1() {
 step_2() {
   cd /project || return
   exec \
-    "$PYTHON" -m flowkit run-step --flow /project/examples/hello/flow.py:hello --step emphasise --no-retries --expect-code c0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0de \
+    "$PYTHON" -m flowkit run-step --flow=/project/examples/hello/flow.py:hello --step=emphasise --no-retries --expect-code c0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0de \
     --store "$STORE" --run-id "$RUN_ID" \
     -p name="$p_name"
 }
@@ -158,7 +158,7 @@ step_2() {
 step_3() {
   cd /project || return
   exec \
-    "$PYTHON" -m flowkit run-step --flow /project/examples/hello/flow.py:hello --step count_letters --no-retries --expect-code c0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0de \
+    "$PYTHON" -m flowkit run-step --flow=/project/examples/hello/flow.py:hello --step=count_letters --no-retries --expect-code c0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0de \
     --store "$STORE" --run-id "$RUN_ID" \
     -p name="$p_name"
 }

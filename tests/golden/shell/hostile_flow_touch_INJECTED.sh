@@ -145,7 +145,7 @@ trap 'stop 143' TERM
 step_1() {
   cd /project || return
   exec \
-    "$PYTHON" -m flowkit run-step --flow /project/tests/flows/shell_hostile.py:hostile --step 'it'"'"'s a "step"' --no-retries --expect-code c0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0de \
+    "$PYTHON" -m flowkit run-step --flow=/project/tests/flows/shell_hostile.py:hostile '--step=it'"'"'s a "step"' --no-retries --expect-code c0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0de \
     --store "$STORE" --run-id "$RUN_ID" \
     -p text="$p_text" \
     -p data="$p_data"
@@ -157,7 +157,7 @@ step_2() {
   exec \
     env 'HOSTILE_ENV=it'"'"'s "q" \ $(touch INJECTED) `touch INJECTED` ${HOME} {{ x }} {% y %}
 line 2 \' \
-    "$PYTHON" -m flowkit run-step --flow /project/tests/flows/shell_hostile.py:hostile --step from_env --no-retries --expect-code c0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0de \
+    "$PYTHON" -m flowkit run-step --flow=/project/tests/flows/shell_hostile.py:hostile --step=from_env --no-retries --expect-code c0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0de \
     --store "$STORE" --run-id "$RUN_ID" \
     -p text="$p_text" \
     -p data="$p_data"
@@ -167,7 +167,7 @@ line 2 \' \
 step_3() {
   cd /project || return
   exec \
-    "$PYTHON" -m flowkit run-step --flow /project/tests/flows/shell_hostile.py:hostile --step keep --no-retries --expect-code c0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0de \
+    "$PYTHON" -m flowkit run-step --flow=/project/tests/flows/shell_hostile.py:hostile --step=keep --no-retries --expect-code c0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0de \
     --store "$STORE" --run-id "$RUN_ID" \
     -p text="$p_text" \
     -p data="$p_data"

@@ -178,7 +178,7 @@ retry() {
 step_1() {
   cd /project || return
   exec \
-    "$PYTHON" -m flowkit run-step --flow /project/tests/flows/shell_fanout.py:fanout --step source --no-retries --expect-code c0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0de \
+    "$PYTHON" -m flowkit run-step --flow=/project/tests/flows/shell_fanout.py:fanout --step=source --no-retries --expect-code c0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0de \
     --store "$STORE" --run-id "$RUN_ID" \
     -p label="$p_label" \
     -p n_items="$p_n_items" \
@@ -192,7 +192,7 @@ step_2() {
   cd /project || return
   retry left 2 0.5 \
     env 'FANOUT_NOTE=it'"'"'s $HOME' FANOUT_SIDE=left \
-    "$PYTHON" -m flowkit run-step --flow /project/tests/flows/shell_fanout.py:fanout --step left --no-retries --expect-code c0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0de \
+    "$PYTHON" -m flowkit run-step --flow=/project/tests/flows/shell_fanout.py:fanout --step=left --no-retries --expect-code c0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0de \
     --store "$STORE" --run-id "$RUN_ID" \
     -p label="$p_label" \
     -p n_items="$p_n_items" \
@@ -206,7 +206,7 @@ step_3() {
   cd /project || return
   exec \
     timeout --signal=TERM --kill-after=10 300 \
-    "$PYTHON" -m flowkit run-step --flow /project/tests/flows/shell_fanout.py:fanout --step right --no-retries --expect-code c0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0de \
+    "$PYTHON" -m flowkit run-step --flow=/project/tests/flows/shell_fanout.py:fanout --step=right --no-retries --expect-code c0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0de \
     --store "$STORE" --run-id "$RUN_ID" \
     -p label="$p_label" \
     -p n_items="$p_n_items" \
@@ -219,7 +219,7 @@ step_3() {
 step_4() {
   cd /project || return
   exec \
-    "$PYTHON" -m flowkit run-step --flow /project/tests/flows/shell_fanout.py:fanout --step join --no-retries --expect-code c0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0de \
+    "$PYTHON" -m flowkit run-step --flow=/project/tests/flows/shell_fanout.py:fanout --step=join --no-retries --expect-code c0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0dec0de \
     --store "$STORE" --run-id "$RUN_ID" \
     -p label="$p_label" \
     -p n_items="$p_n_items" \
