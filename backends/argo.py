@@ -7,8 +7,9 @@ the run id is ``{{workflow.name}}``, so ``argo retry`` and ``argo resubmit`` sha
 
 Argo substitutes ``{{...}}`` tags in the spec and, for values put in by an earlier pass, again in
 later passes (``SubstituteParams`` runs twice; the spec's arguments are substituted too), and it
-has no escape for ``{{``. So no text of the user's may contain ``{{``: such a parameter default,
-step name, env value, image or path is refused here instead of being emitted for Argo to mangle.
+has no escape for ``{{``. A parameter default Argo cannot carry is written as ``FLOW_DEFAULT``, and
+run-step then takes the flow's own default; any other text of the user's holding ``{{`` (a step
+name, env value, image or path) is refused here instead of being emitted for Argo to mangle.
 
 The steps run in the image's working directory: the image must hold the project at the path the
 flow reference names (``/project/flows.py:flow``), or the flow is compiled in its module form
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from flowkit.errors import CompileError
+from flowkit.params import FLOW_DEFAULT
 
 from ._checks import refuse_unsupported
 from ._command import step_argv
@@ -94,16 +96,12 @@ def check_text(flow: str, what: str, text: str) -> str:
     return text
 
 
-def _check_default(flow: str, spec: "ParamSpec", text: str) -> str:
-    """Argo inserts a parameter value with Go's strconv.Quote; a few characters then give invalid JSON."""
-    check_text(flow, f"the default of parameter {spec.name!r}", text)
-    bad = [ch for ch in text if (ord(ch) < 0x20 and ch not in "\b\f\n\r\t") or ord(ch) == 0x7F]
-    if bad:
-        raise CompileError(
-            f"flow {flow!r}: the default of parameter {spec.name!r} contains the control character {bad[0]!r}",
-            hint="Argo cannot substitute it into a command line: remove it, or pass the value at submission",
-        )
-    return text
+def argo_can_carry(text: str) -> bool:
+    """Whether Argo passes this text through unchanged: no "{{" (a template tag to Argo), nothing
+    outside Unicode's basic plane (its YAML reader rejects the escapes), and no control character
+    that Go's strconv.Quote would turn into invalid JSON when Argo substitutes it."""
+    return "{{" not in text and all(
+        ord(ch) <= 0xFFFF and ord(ch) != 0x7F and (ord(ch) >= 0x20 or ch in "\b\f\n\r\t") for ch in text)
 
 
 def param_text(value: Any, type_name: str) -> str:
@@ -209,8 +207,11 @@ class ArgoCompiler:
                     hint=f"give {spec.name!r} a default in the flow signature, or compile another --kind",
                 )
             entry["value"] = None
-        else:
-            entry["value"] = _check_default(flow.name, spec, param_text(spec.default, spec.type))
+        elif argo_can_carry(text := param_text(spec.default, spec.type)):
+            entry["value"] = text
+        else:  # run-step then takes the default from the flow itself
+            entry["value"] = FLOW_DEFAULT
+            entry["description"] += "; left as is, the flow's own default (Argo cannot carry its text)"
         return entry
 
     @staticmethod

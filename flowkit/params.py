@@ -11,6 +11,9 @@ import attrs
 from .errors import FlowDefinitionError, ParameterError
 
 RESERVED = ("backend", "workers", "force", "force_steps", "store")
+# `-p NAME=<this>` means "the flow's own default": for targets that cannot write some defaults
+# (Argo evaluates "{{" in every value and has no escape for it)
+FLOW_DEFAULT = "<flowkit: the flow's default>"
 _TYPES: dict[Any, str] = {int: "int", float: "float", str: "str", bool: "bool", list: "list", dict: "dict"}
 _NO_DEFAULT = inspect.Parameter.empty
 
@@ -128,6 +131,9 @@ def parse_assignments(flow: str, items: list[str] | None, schema: tuple[ParamSpe
         name, sep, text = item.partition("=")
         if not sep or not name:
             raise ParameterError(f"flow {flow!r}: cannot read -p {item!r}", hint="write -p NAME=VALUE")
+        if text == FLOW_DEFAULT:
+            out.pop(name, None)
+            continue
         out[name] = text if name in text_params else parse_cli_value(text)
     return out
 
