@@ -10,12 +10,12 @@ from __future__ import annotations
 from multiprocessing.connection import wait
 from typing import Protocol
 
-from flowkit.runtime import Decision, NodeOutcome, RunContext, decide, execute
+from flowkit.runtime import Decision, MissingInput, NodeOutcome, RunContext, decide, execute
 from flowkit.store import StoredOutput
 
 from ._progress import Progress
 from .base import RunReport
-from .local import skip
+from ._recovery import REMAKE_LIMIT, remake, skip
 
 
 class Job(Protocol):
@@ -39,6 +39,7 @@ def run_parallel(ctx: RunContext, launcher: Launcher, workers: int) -> RunReport
     outputs: dict[str, StoredOutput] = {}
     outcomes: dict[str, NodeOutcome] = {}
     running: dict[int, tuple[str, Job]] = {}
+    remakes: dict[str, int] = {}
     progress = Progress(len(graph))
 
     def finished(name: str, outcome: NodeOutcome) -> None:
@@ -70,7 +71,14 @@ def run_parallel(ctx: RunContext, launcher: Launcher, workers: int) -> RunReport
             if running:
                 for sentinel in wait(list(running)):
                     name, job = running.pop(sentinel)  # type: ignore[arg-type]
-                    outcome = job.result()
+                    try:
+                        outcome = job.result()
+                    except MissingInput as missing:  # an upstream object vanished or is corrupt
+                        remakes[name] = remakes.get(name, 0) + 1
+                        if remakes[name] <= REMAKE_LIMIT and remake(ctx, missing.node, outputs, outcomes):
+                            ready.insert(0, name)
+                            continue
+                        outcome = skip(ctx, name, [missing.node])
                     if not launcher.recorded:
                         ctx.record(outcome)
                     finished(name, outcome)
@@ -81,3 +89,4 @@ def run_parallel(ctx: RunContext, launcher: Launcher, workers: int) -> RunReport
     finally:
         progress.close()
     return RunReport(outcomes)
+

@@ -6,9 +6,8 @@ from flowkit.runtime import MissingInput, NodeOutcome, RunContext, execute
 from flowkit.store import StoredOutput
 
 from ._progress import Progress
+from ._recovery import REMAKE_LIMIT, remake, skip
 from .base import RunReport
-
-_REMAKE_LIMIT = 3  # a corrupt upstream object is re-made at most this often per node
 
 
 class LocalRunner:
@@ -39,20 +38,10 @@ class LocalRunner:
 
     def _execute(self, ctx: RunContext, name: str, outputs: dict[str, StoredOutput],
                  outcomes: dict[str, NodeOutcome]) -> NodeOutcome:
-        for _ in range(_REMAKE_LIMIT):
+        for _ in range(REMAKE_LIMIT):
             try:
                 return execute(ctx, name, outputs)
             except MissingInput as missing:
-                remade = execute(ctx.evolve_forced(missing.node), missing.node, outputs)
-                outcomes[missing.node] = remade
-                if remade.output is None:
+                if not remake(ctx, missing.node, outputs, outcomes):
                     return skip(ctx, name, [missing.node])
-                outputs[missing.node] = remade.output
         return execute(ctx, name, outputs)
-
-
-def skip(ctx: RunContext, name: str, blocked: list[str]) -> NodeOutcome:
-    """Record a node that cannot run because an upstream node failed."""
-    outcome = NodeOutcome(name, "skipped", error=f"upstream failed: {', '.join(blocked)}")
-    ctx.record(outcome)
-    return outcome

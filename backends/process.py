@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 
-from flowkit.runtime import Decision, NodeOutcome, RunContext, execute
+from flowkit.runtime import Decision, MissingInput, NodeOutcome, RunContext, execute
 from flowkit.store import StoredOutput
 
 from ._scheduler import run_parallel
@@ -50,6 +50,8 @@ class ForkJob:
         self._child.join()
         if kind == "outcome":
             return payload
+        if kind == "missing":
+            raise MissingInput(*payload)
         return NodeOutcome(self.name, "failed", error=payload[0], traceback=payload[1])
 
     def kill(self) -> None:
@@ -62,6 +64,8 @@ def _child(ctx: RunContext, name: str, outputs: dict[str, StoredOutput], decisio
         ctx.store._index = None  # never share the parent's SQLite connection
         child_ctx = attrs.evolve(ctx, journal=_Collect())
         message: tuple[str, Any] = ("outcome", execute(child_ctx, name, outputs, decision=decision))
+    except MissingInput as missing:
+        message = ("missing", (missing.node, str(missing)))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent as the step's failure
         message = ("error", (f"{type(exc).__name__}: {exc}", "".join(traceback.format_exception(exc))))
     sender.send_bytes(pickle.dumps(message))

@@ -54,7 +54,8 @@ def test_a_corrupt_object_is_never_loaded(store: Path) -> None:
     assert not path.exists()  # removed, so the next run makes it again
 
 
-def test_a_corrupt_upstream_object_is_made_again(write_module, store: Path) -> None:
+@pytest.mark.parametrize("backend", ["local", "process"])
+def test_a_corrupt_upstream_object_is_made_again(write_module, store: Path, backend: str) -> None:
     mod = write_module('''
 import flowkit as fk
 
@@ -74,7 +75,7 @@ def corruptible(bump: int = 0):
     path = open_store(store).object_path(first.steps["make"].output.object)
     path.write_bytes(path.read_bytes()[:-1] + b"\x00")
     # `total` must run (forced) and so load the corrupt input: it re-makes `make` instead
-    run = mod.corruptible.run(store=store, force_steps=["total"])
+    run = mod.corruptible.run(store=store, force_steps=["total"], backend=backend)
     assert run.status == "succeeded" and run.result == 45
     assert run.steps["make"].status == "ran"
 
