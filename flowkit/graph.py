@@ -108,27 +108,22 @@ class FlowGraph:
         for node in nodes.values():
             self.dag.add_edges_from((up, node.name) for up in sorted(node.upstream()))
         self._position = {name: i for i, name in enumerate(nodes)}
-        self._check_acyclic()
         self._order = self._stable_topological_order()
         self._upstream = {name: sorted(self.dag.predecessors(name), key=self._position.__getitem__) for name in nodes}
 
-    def _check_acyclic(self) -> None:
+    def _stable_topological_order(self) -> list[str]:
+        """The order, or a CycleError naming the cycle (looked for only when the sort fails: it is slow)."""
         import networkx as nx
 
         try:
+            return list(nx.lexicographical_topological_sort(self.dag, key=self._position.__getitem__))
+        except nx.NetworkXUnfeasible:
             cycle = [edge[0] for edge in nx.find_cycle(self.dag)]
-        except nx.NetworkXNoCycle:
-            return
         raise CycleError(
             f"flow {self.flow_name!r}: cycle {' -> '.join(cycle + cycle[:1])}",
             cycle=cycle,
             hint="remove one of the .after() orderings on that path",
         )
-
-    def _stable_topological_order(self) -> list[str]:
-        import networkx as nx
-
-        return list(nx.lexicographical_topological_sort(self.dag, key=self._position.__getitem__))
 
     def order(self) -> list[str]:
         """Node names in a deterministic topological order (call order breaks ties)."""

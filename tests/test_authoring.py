@@ -218,3 +218,13 @@ def test_wrong_arguments_to_a_step_name_the_step() -> None:
 
     with pytest.raises(FlowDefinitionError, match="step 'add'"):
         wrong.graph
+
+
+def test_the_graph_itself_refuses_a_cycle_and_names_it() -> None:
+    from flowkit.graph import FlowGraph, Node
+
+    nodes = {name: Node(name=name, step=add, args={}, call_site="x") for name in ("a", "b", "c")}
+    nodes["a"].after, nodes["b"].after, nodes["c"].after = {"c"}, {"a"}, {"b"}
+    with pytest.raises(CycleError) as info:
+        FlowGraph("loop", nodes, None)
+    assert sorted(info.value.cycle) == ["a", "b", "c"] and "flow 'loop': cycle" in str(info.value)
