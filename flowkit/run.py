@@ -49,7 +49,7 @@ class Run:
             self.flow.graph.node(name)  # raises with the valid names
         if outcome is None or outcome.output is None:
             raise FlowDefinitionError(f"run {self.id}: step {name!r} has no output ({outcome and outcome.status})")
-        return self.store.load(outcome.output.object)
+        return self.store.load(outcome.output)
 
     @property
     def result(self) -> Any:

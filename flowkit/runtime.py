@@ -180,7 +180,7 @@ def loader(store: Store, outputs: dict[str, StoredOutput]) -> Callable[[str], An
     def load(node: str) -> Any:
         if node not in loaded:
             try:
-                loaded[node] = store.load(outputs[node].object)
+                loaded[node] = store.load(outputs[node])
             except CorruptObject as exc:
                 raise MissingInput(node, str(exc)) from None
         return loaded[node]

@@ -2,7 +2,8 @@
 
 Layout under the root::
 
-    objects/ab/<blake3 of the bytes>       serialized outputs (dill), verified on every read
+    objects/ab/<blake3 of the bytes>       serialized outputs over 2 KiB (smaller ones are inline in
+                                             the records), verified on every read
     keys/ab/<cache key>.json                 key parts + output of one step execution
     runs/<run id>/run.json                   flow, params, node list (written once at start)
     runs/<run id>/nodes/<node>.json          one node's outcome, from run-step (one process per node)
@@ -16,6 +17,7 @@ partial file under a real name; records are never modified, so runs on many mach
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import pickle
@@ -33,6 +35,7 @@ from .errors import SerializationError, StoreError
 from .hashing import Unstable, fingerprint, hash_bytes
 
 DEFAULT_STORE = ".flowkit"
+INLINE_BYTES = 2048  # outputs up to this size live in the records, not in files of their own
 
 
 class CorruptObject(Exception):
@@ -41,18 +44,28 @@ class CorruptObject(Exception):
 
 @attrs.frozen
 class StoredOutput:
-    """Where a step's output lives: ``object`` addresses the bytes, ``digest`` fingerprints the value."""
+    """Where a step's output lives: ``object`` addresses the bytes, ``digest`` fingerprints the value.
+
+    A small output travels ``inline`` inside the records that mention it instead of in a file of
+    its own: a step that returns a number then costs one file, not two.
+    """
 
     object: str
     digest: str
     size: int
+    inline: bytes | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"object": self.object, "digest": self.digest, "size": self.size}
+        data: dict[str, Any] = {"object": self.object, "digest": self.digest, "size": self.size}
+        if self.inline is not None:
+            data["inline"] = base64.b64encode(self.inline).decode()
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "StoredOutput":
-        return cls(data["object"], data["digest"], int(data["size"]))
+        inline = data.get("inline")
+        return cls(data["object"], data["digest"], int(data["size"]),
+                   base64.b64decode(inline) if inline is not None else None)
 
 
 def serialize(value: Any, where: str) -> bytes:
@@ -200,6 +213,8 @@ class Store:
             digest = fingerprint(value)
         except Unstable:
             digest = object_id  # the bytes are the best identity we have
+        if len(data) <= INLINE_BYTES:
+            return StoredOutput(object_id, digest, len(data), inline=data)
         path = self._object_file(object_id)
         if not os.path.exists(path):
             self.write_file(path, data)
@@ -229,16 +244,26 @@ class Store:
 
     def has(self, output: StoredOutput) -> bool:
         """A cheap presence check (size), used for cache hits; the digest is checked on load."""
+        if output.inline is not None:
+            return True
         try:
             return os.stat(self._object_file(output.object)).st_size == output.size
         except OSError:
             return False
 
-    def load(self, object_id: str) -> Any:
-        """Read, verify and deserialize an object; a mismatch is quarantined and raises CorruptObject.
+    def load(self, output: "StoredOutput | dict[str, Any] | str") -> Any:
+        """Read, verify and deserialize an output (a StoredOutput, its JSON, or a file's object id).
 
-        Bytes this process wrote a moment ago are taken from memory: they are the bytes it hashed.
+        A digest mismatch quarantines the file and raises CorruptObject. Bytes this process wrote a
+        moment ago are taken from memory: they are the bytes it hashed.
         """
+        if isinstance(output, dict):
+            output = StoredOutput.from_json(output)
+        if isinstance(output, StoredOutput) and output.inline is not None:
+            if hash_bytes(output.inline) != output.object:
+                raise CorruptObject(f"inline object {output.object} is corrupt (digest mismatch)")
+            return pickle.loads(output.inline)
+        object_id = output.object if isinstance(output, StoredOutput) else output
         data = self._recent.get(object_id)
         if data is None:
             path = self._object_file(object_id)

@@ -140,10 +140,9 @@ def test_cache_commands(capsys, store: Path) -> None:
     code, out, _ = cli(capsys, "cache", "ls", "--store", str(store), "--json")
     assert len(json.loads(out)) == 6
     code, out, _ = cli(capsys, "cache", "du", "--store", str(store), "--json")
-    assert json.loads(out)["objects_count"] == 6
+    assert json.loads(out)["objects_count"] == 0  # small outputs live inline in the records
     code, out, _ = cli(capsys, "cache", "gc", "--keep", "1", "--store", str(store), "--json")
-    assert json.loads(out) == {"runs_removed": 1, "objects_removed": 3, "keys_removed": 3,
-                               "bytes_freed": json.loads(out)["bytes_freed"]}
+    assert json.loads(out) == {"runs_removed": 1, "objects_removed": 0, "keys_removed": 3, "bytes_freed": 0}
     code, out, _ = cli(capsys, "plan", HELLO, "-p", "name=Bob", "--store", str(store), "--json")
     assert {s["verdict"] for s in json.loads(out)["steps"]} == {"cached"}
     code, out, _ = cli(capsys, "cache", "reindex", "--store", str(store))

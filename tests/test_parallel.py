@@ -243,7 +243,7 @@ def test_concurrent_runs_on_one_store_all_succeed(tmp_path: Path, backend: str) 
     assert all(code == 0 for code, _ in results), results
     runs = open_store(store).index.runs()
     assert len(runs) == 4 and {r["status"] for r in runs} == {"succeeded"}
-    totals = {open_store(store).load(n["output"]["object"]) for r in runs
+    totals = {open_store(store).load(n["output"]) for r in runs
               for n in open_store(store).index.nodes(r["run_id"]) if n["node"] == "total"}
     assert totals == {sum(i * i for i in range(12)), sum((i + 1) ** 2 for i in range(12))}
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from flowkit.errors import StoreError
-from flowkit.store import CorruptObject, open_store
+from flowkit.store import CorruptObject, StoredOutput, open_store
 
 SLOW = '''
 import time
@@ -36,15 +36,25 @@ def killable(n: int = 1):
 
 def test_objects_round_trip_and_leave_no_temporary_files(store: Path) -> None:
     s = open_store(store)
-    out = s.put({"a": [1, 2, 3]}, where="test")
-    assert s.load(out.object) == {"a": [1, 2, 3]}
-    assert s.has(out)
+    big = s.put(list(range(5000)), where="test")
+    assert open_store(store).load(big.object) == list(range(5000)) and s.has(big)
+    small = s.put({"a": [1, 2, 3]}, where="test")
+    assert small.inline is not None and not s.object_path(small.object).exists()  # it lives in the records
+    assert open_store(store).load(StoredOutput.from_json(small.to_json())) == {"a": [1, 2, 3]}
     assert not [p for p in store.rglob("*") if ".tmp-" in p.name]
+
+
+def test_a_corrupt_inline_output_is_never_loaded(store: Path) -> None:
+    out = open_store(store).put([1, 2, 3], where="test")
+    record = out.to_json()
+    record["inline"] = StoredOutput(out.object, out.digest, out.size, b"\x80\x05K\x07.").to_json()["inline"]
+    with pytest.raises(CorruptObject):
+        open_store(store).load(record)
 
 
 def test_a_corrupt_object_is_never_loaded(store: Path) -> None:
     s = open_store(store)
-    out = s.put(list(range(100)), where="test")
+    out = s.put(list(range(5000)), where="test")  # over INLINE_BYTES: a file of its own
     path = s.object_path(out.object)
     data = bytearray(path.read_bytes())
     data[-3] ^= 0xFF
@@ -61,7 +71,7 @@ import flowkit as fk
 
 @fk.step
 def make() -> list:
-    return list(range(10))
+    return list(range(5000))
 
 @fk.step
 def total(xs: list) -> int:
@@ -76,7 +86,7 @@ def corruptible(bump: int = 0):
     path.write_bytes(path.read_bytes()[:-1] + b"\x00")
     # `total` must run (forced) and so load the corrupt input: it re-makes `make` instead
     run = mod.corruptible.run(store=store, force_steps=["total"], backend=backend)
-    assert run.status == "succeeded" and run.result == 45
+    assert run.status == "succeeded" and run.result == sum(range(5000))
     assert run.steps["make"].status == "ran"
 
 
@@ -161,3 +171,30 @@ def indexed(x: int = 1):
     assert s2.index.rebuild(s2) == 3
     after = (s2.index.runs(), [s2.index.nodes(r["run_id"]) for r in s2.index.runs()], s2.index.metrics(s2.index.runs()[0]["run_id"]))
     assert after == before
+
+
+def test_gc_removes_the_objects_no_kept_run_refers_to(write_module, store: Path, capsys) -> None:
+    import json
+
+    from flowkit.cli import main
+
+    mod = write_module('''
+import flowkit as fk
+
+@fk.step
+def big(n: int) -> list:
+    return [n] * 5000
+
+@fk.flow
+def collected(n: int = 1):
+    return big(n)
+''')
+    mod.collected.run(store=store, n=1)
+    kept = mod.collected.run(store=store, n=2)
+    assert main(["cache", "gc", "--keep", "1", "--store", str(store), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["runs_removed"], report["objects_removed"], report["keys_removed"]) == (1, 1, 1)
+    assert report["bytes_freed"] > 10_000
+    assert [o.name for o in store.glob("objects/*/*")] == [kept.steps["big"].output.object]
+    assert mod.collected.plan(store=store, n=2)["big"].verdict == "cached"
+    assert mod.collected.plan(store=store, n=1)["big"].verdict == "run"

@@ -341,7 +341,7 @@ def test_airflow_run_then_local_run_is_all_cached_with_an_equal_result(airflow: 
     airflow_digests = {n: r["output"]["digest"] for n, r in records.items()}
     assert {n: o.output.digest for n, o in local.steps.items()} == airflow_digests
     last = records[flow.graph.order()[-1]]
-    assert local.result == airflow.store.load(last["output"]["object"])
+    assert local.result == airflow.store.load(last["output"])
 
 
 @pytest.mark.consumer
@@ -359,9 +359,9 @@ def test_hostile_values_arrive_unchanged_and_nothing_is_injected(airflow: Consum
     for label, text in [("hostile:default", HOSTILE), ("hostile:passed", PASSED)]:
         assert airflow.run(label)["state"] == "success"
         records = airflow.records(flow, label)
-        said = airflow.store.load(records[HOSTILE_NODE]["output"]["object"])
+        said = airflow.store.load(records[HOSTILE_NODE]["output"])
         assert said == {"text": text, "env": HOSTILE}
-        assert airflow.store.load(records["measure"]["output"]["object"])["text"] == text
+        assert airflow.store.load(records["measure"]["output"])["text"] == text
     assert list(airflow.root.rglob("INJECTED")) == []
     assert not (REPO / "INJECTED").exists() and not Path("INJECTED").exists()
 
@@ -378,4 +378,4 @@ def test_resubmitting_a_failed_run_reuses_its_finished_steps(airflow: Consumer) 
     second = airflow.records(flow, "resume:again")
     assert {n: r["status"] for n, r in second.items()} == {"prepare": "cached", "side": "cached", "gate": "ran",
                                                            "finish": "ran"}
-    assert airflow.store.load(second["finish"]["output"]["object"]) == 3 * 10 + 1 + 3 + 1
+    assert airflow.store.load(second["finish"]["output"]) == 3 * 10 + 1 + 3 + 1

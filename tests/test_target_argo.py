@@ -26,7 +26,7 @@ from flowkit.params import FLOW_DEFAULT
 from flowkit.cli import main
 from flowkit.errors import CompileError
 from flowkit.loading import load_flow
-from flowkit.store import StoredOutput, open_store
+from flowkit.store import open_store
 
 from conftest import require_shared
 
@@ -380,7 +380,7 @@ def compiled_output(store: Path, run_id: str, node: str) -> Any:
     opened = open_store(store.as_uri())
     record = opened.read_node(run_id, node)
     assert record is not None and record["status"] in ("ran", "cached"), record
-    return opened.load(StoredOutput.from_json(record["output"]).object)
+    return opened.load(record["output"])
 
 
 def node_statuses(store: Path, run_id: str, capsys) -> dict[str, str]:

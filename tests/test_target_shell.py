@@ -213,7 +213,7 @@ def statuses(store: Path, run_id: str) -> dict[str, str]:
 
 def output(store: Path, run_id: str, node: str) -> Any:
     record = records(store, run_id)[node]
-    return open_store(store, create=False).load(record["output"]["object"])
+    return open_store(store, create=False).load(record["output"])
 
 
 def test_every_golden_script_passes_shellcheck(tmp_path: Path, write_module) -> None:
