@@ -1,7 +1,8 @@
 """Every mistake a user can make is a FlowkitError: what went wrong, where, and how to fix it.
 
 The CLI prints ``str(error)`` (message plus hint) without a traceback and exits with
-``error.exit_code``: 2 for usage errors, 1 for a failed step, 3 for a store problem.
+``error.exit_code``: 2 for usage errors, 1 for a step output that cannot be stored, 3 for a store
+problem. A step that raises is not an error of flowkit's: it fails the run, and the CLI exits 1.
 """
 
 from __future__ import annotations
@@ -55,21 +56,6 @@ class SerializationError(FlowkitError):
 
 class CompileError(FlowkitError):
     """A flow cannot be expressed in the requested target."""
-
-
-class StepFailed(FlowkitError):
-    """A step raised (after its retries); carries the original traceback text."""
-
-    exit_code = 1
-
-    def __init__(self, message: str, step: str, traceback_text: str = "", hint: str | None = None) -> None:
-        super().__init__(message, hint)
-        self.step = step
-        self.traceback_text = traceback_text
-
-
-class StepTimeout(StepFailed):
-    """A step ran past its ``timeout`` and was stopped."""
 
 
 class RunCancelled(FlowkitError):

@@ -143,15 +143,6 @@ class FlowGraph:
         """Direct successors of a node, in call order."""
         return sorted(self.dag.successors(name), key=self._position.__getitem__)
 
-    def descendants(self, names: set[str]) -> set[str]:
-        """Every node reachable from any of ``names``, the names included."""
-        import networkx as nx
-
-        found = set(names)
-        for name in names:
-            found |= nx.descendants(self.dag, name)
-        return found
-
     def node(self, name: str) -> Node:
         """A node by name, with the valid names in the error."""
         try:

@@ -120,10 +120,6 @@ def node_filename(name: str) -> str:
     return quote(name, safe="-_") + ".json"
 
 
-def node_from_filename(filename: str) -> str:
-    return unquote(filename[: -len(".json")])
-
-
 def store_path(spec: str | os.PathLike[str] | None) -> Path:
     """``--store`` / ``FLOWKIT_STORE`` / ``.flowkit``, accepting plain paths and ``file://`` URIs."""
     raw = os.fspath(spec) if spec is not None else os.environ.get("FLOWKIT_STORE") or DEFAULT_STORE
@@ -278,9 +274,6 @@ class Store:
         return pickle.loads(data)
 
     # -- cache keys --------------------------------------------------------------------------
-
-    def key_path(self, key: str) -> Path:
-        return Path(self._key_file(key))
 
     def _key_file(self, key: str) -> str:
         return f"{self._root}/keys/{key[:2]}/{key}.json"
