@@ -106,10 +106,10 @@ class Builder:
         call_site = _call_site()
         name = self._name_for(step, call_site)
         try:
-            bound = step.signature.bind(*args, **kwargs)
+            bound = step.bind(args, kwargs)
         except TypeError as exc:
             raise FlowDefinitionError(f"flow {self.flow_name!r}, step {name!r} at {call_site}: {exc}") from None
-        bound_args = {key: self._arg(value) for key, value in bound.arguments.items()}
+        bound_args = {key: self._arg(value) for key, value in bound.items()}
         self.nodes[name] = Node(name=name, step=step, args=bound_args, call_site=call_site)
         return Output(self, name)
 

@@ -103,18 +103,22 @@ class FlowGraph:
         self.flow_name = flow_name
         self.nodes = nodes
         self.result = result
+        self._position = {name: i for i, name in enumerate(nodes)}
+        self._upstream = {name: sorted(node.upstream(), key=self._position.__getitem__) for name, node in nodes.items()}
         self.dag: nx.DiGraph = nx.DiGraph()
         self.dag.add_nodes_from(nodes)
-        for node in nodes.values():
-            self.dag.add_edges_from((up, node.name) for up in sorted(node.upstream()))
-        self._position = {name: i for i, name in enumerate(nodes)}
+        self.dag.add_edges_from((up, name) for name, ups in self._upstream.items() for up in ups)
         self._order = self._stable_topological_order()
-        self._upstream = {name: sorted(self.dag.predecessors(name), key=self._position.__getitem__) for name in nodes}
 
     def _stable_topological_order(self) -> list[str]:
-        """The order, or a CycleError naming the cycle (looked for only when the sort fails: it is slow)."""
+        """Call order where it is already topological (data flows backwards in a flow body; only
+        ``after`` can point forwards), else networkx's lexicographical sort by call order, which
+        gives the same order when both apply. A CycleError names the cycle."""
         import networkx as nx
 
+        position = self._position
+        if all(position[up] < position[name] for name, ups in self._upstream.items() for up in ups):
+            return list(self.nodes)
         try:
             return list(nx.lexicographical_topological_sort(self.dag, key=self._position.__getitem__))
         except nx.NetworkXUnfeasible:

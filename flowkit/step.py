@@ -131,6 +131,26 @@ class Step:
         """The function's signature, computed once: binding arguments is on the hot path."""
         return inspect.signature(self.fn)
 
+    @functools.cached_property
+    def _plain_names(self) -> tuple[tuple[str, ...], int] | None:
+        """For a signature of plain positional-or-keyword parameters: their names, and how many
+        lead without a default; None for anything else (``*args``, keyword-only, ...)."""
+        params = list(self.signature.parameters.values())
+        if any(p.kind is not p.POSITIONAL_OR_KEYWORD for p in params):
+            return None
+        required = sum(p.default is p.empty for p in params)
+        if any(p.default is p.empty for p in params[required:]):
+            return None
+        return tuple(p.name for p in params), required
+
+    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Arguments by parameter name, as ``signature.bind`` gives them (its errors included), with a
+        fast path for positional calls of plain functions: a 10,000-node flow binds 10,000 calls."""
+        plain = self._plain_names
+        if plain is not None and not kwargs and plain[1] <= len(args) <= len(plain[0]):
+            return dict(zip(plain[0], args))
+        return dict(self.signature.bind(*args, **kwargs).arguments)
+
     @property
     def name(self) -> str:
         """The base node name: the ``name`` option, else the function's name."""

@@ -228,3 +228,20 @@ def test_the_graph_itself_refuses_a_cycle_and_names_it() -> None:
     with pytest.raises(CycleError) as info:
         FlowGraph("loop", nodes, None)
     assert sorted(info.value.cycle) == ["a", "b", "c"] and "flow 'loop': cycle" in str(info.value)
+
+
+def test_binding_matches_the_signature_for_every_kind_of_call() -> None:
+    @fk.step
+    def plain(a, b=2, c=3):
+        return a
+
+    @fk.step
+    def mixed(a, *rest, key=1, **more):
+        return a
+
+    for step_, args, kwargs in [(plain, (1,), {}), (plain, (1, 5), {}), (plain, (1, 5, 6), {}), (plain, (1,), {"c": 9}),
+                                (mixed, (1, 2, 3), {"key": 4, "x": 5}), (mixed, (1,), {})]:
+        assert step_.bind(args, kwargs) == dict(step_.signature.bind(*args, **kwargs).arguments)
+    for args in [(), (1, 2, 3, 4)]:
+        with pytest.raises(TypeError):
+            plain.bind(args, {})
