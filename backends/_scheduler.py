@@ -2,7 +2,8 @@
 
 The scheduler is single-threaded: it decides cache hits itself (cheap), hands nodes that must run
 to the launcher, and waits on the jobs' file descriptors. A failed node skips what depends on it;
-independent branches run to the end. Ctrl-C stops every job and re-raises.
+independent branches run to the end. A job that finds an upstream output lost or corrupt gets that
+upstream node made again, by the same launcher, first. Ctrl-C stops every job and re-raises.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from flowkit.store import StoredOutput
 
 from ._progress import Progress
 from .base import RunReport
-from ._recovery import REMAKE_LIMIT, remake, skip
+from ._recovery import REMAKE_LIMIT, skip
 
 
 class Job(Protocol):
@@ -39,6 +40,7 @@ def run_parallel(ctx: RunContext, launcher: Launcher, workers: int) -> RunReport
     outputs: dict[str, StoredOutput] = {}
     outcomes: dict[str, NodeOutcome] = {}
     running: dict[int, tuple[str, Job]] = {}
+    forced: set[str] = set()       # nodes to make again: their output was lost
     remakes: dict[str, int] = {}
     progress = Progress(len(graph))
 
@@ -47,36 +49,54 @@ def run_parallel(ctx: RunContext, launcher: Launcher, workers: int) -> RunReport
         progress.finish(name, outcome.status)
         if outcome.output is not None and outcome.status in ("ran", "cached"):
             outputs[name] = outcome.output
+        busy = {n for n, _ in running.values()}
         for down in graph.downstream(name):
             waiting[down].discard(name)
-            if not waiting[down]:
+            if not waiting[down] and down not in outcomes and down not in ready and down not in busy:
                 ready.append(down)
+
+    def start(name: str) -> None:
+        blocked = [up for up in graph.upstream(name) if outcomes[up].status in ("failed", "skipped")]
+        if blocked:
+            finished(name, skip(ctx, name, blocked))
+            return
+        run_ctx = ctx.evolve_forced(name) if name in forced else ctx
+        forced.discard(name)
+        node = graph.nodes[name]
+        decision = decide(run_ctx, node, {up: outputs[up].digest for up in node.inputs()})
+        if decision.hit is not None:
+            finished(name, execute(run_ctx, name, outputs, decision=decision))
+            return
+        if launcher.recorded and ctx.journal is not None:
+            ctx.journal.flush()  # the job's run-step reads its upstream records from the store
+        job = launcher.start(run_ctx, name, outputs, decision)
+        running[job.sentinel] = (name, job)
+        progress.start(name)
+
+    def make_again(name: str, lost: str) -> bool:
+        """``name`` found the output of ``lost`` gone or corrupt: run ``lost`` again, then ``name``."""
+        remakes[name] = remakes.get(name, 0) + 1
+        if remakes[name] > REMAKE_LIMIT:
+            return False
+        forced.add(lost)
+        outputs.pop(lost, None)
+        if outcomes.pop(lost, None) is not None:
+            progress.done -= 1
+        waiting[name] = {lost}
+        ready.insert(0, lost)
+        return True
 
     try:
         while ready or running:
             while ready and len(running) < workers:
-                name = ready.pop(0)
-                blocked = [up for up in graph.upstream(name) if outcomes[up].status in ("failed", "skipped")]
-                if blocked:
-                    finished(name, skip(ctx, name, blocked))
-                    continue
-                node = graph.nodes[name]
-                decision = decide(ctx, node, {up: outputs[up].digest for up in node.inputs()})
-                if decision.hit is not None:
-                    finished(name, execute(ctx, name, outputs, decision=decision))
-                    continue
-                job = launcher.start(ctx, name, outputs, decision)
-                running[job.sentinel] = (name, job)
-                progress.start(name)
+                start(ready.pop(0))
             if running:
                 for sentinel in wait(list(running)):
                     name, job = running.pop(sentinel)  # type: ignore[arg-type]
                     try:
                         outcome = job.result()
-                    except MissingInput as missing:  # an upstream object vanished or is corrupt
-                        remakes[name] = remakes.get(name, 0) + 1
-                        if remakes[name] <= REMAKE_LIMIT and remake(ctx, missing.node, outputs, outcomes):
-                            ready.insert(0, name)
+                    except MissingInput as missing:
+                        if make_again(name, missing.node):
                             continue
                         outcome = skip(ctx, name, [missing.node])
                     if not launcher.recorded:
@@ -89,4 +109,3 @@ def run_parallel(ctx: RunContext, launcher: Launcher, workers: int) -> RunReport
     finally:
         progress.close()
     return RunReport(outcomes)
-

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from flowkit.errors import FlowkitError
-from flowkit.runtime import Decision, NodeOutcome, RunContext
-from flowkit.store import StoredOutput
+from flowkit.runtime import Decision, MissingInput, NodeOutcome, RunContext
+from flowkit.store import CorruptObject, StoredOutput
 
 from ._scheduler import run_parallel
 from .base import RunReport
@@ -66,9 +66,11 @@ def param_args(ctx: RunContext) -> list[str]:
 class DockerJob:
     """One container; ``sentinel`` turns readable when it has exited."""
 
-    def __init__(self, client: Any, ctx: RunContext, name: str, spec: dict[str, Any]) -> None:
+    def __init__(self, client: Any, ctx: RunContext, name: str, spec: dict[str, Any],
+                 outputs: dict[str, StoredOutput]) -> None:
         self.name = name
         self._ctx = ctx
+        self._inputs = {up: outputs[up] for up in ctx.graph.nodes[name].inputs()}
         self._read, self._write = os.pipe()
         self.sentinel = self._read
         self.exit_code: int | None = None
@@ -97,8 +99,18 @@ class DockerJob:
         record = self._ctx.store.read_node(self._ctx.run_id, self.name)
         if record is not None and self.exit_code in (0, 1):
             return NodeOutcome.from_record(record)
+        if self.exit_code == 3:  # run-step's "missing upstream output": find which, to make it again
+            self._check_inputs()
         detail = "\n".join(self._tail[-5:])
         return NodeOutcome(self.name, "failed", error=f"container exited with code {self.exit_code}: {detail}")
+
+    def _check_inputs(self) -> None:
+        """MissingInput naming the first upstream output that no longer loads."""
+        for up, output in self._inputs.items():
+            try:
+                self._ctx.store.load(output)
+            except CorruptObject as exc:
+                raise MissingInput(up, str(exc)) from None
 
     def kill(self) -> None:
         self._remove()
@@ -119,7 +131,10 @@ class DockerLauncher:
         self.mounts = _mounts([Path(self.flow_ref.rsplit(":", 1)[0]).parent, Path.cwd(), ctx.store.root])
 
     def start(self, ctx: RunContext, name: str, outputs: dict[str, StoredOutput], decision: Decision) -> DockerJob:
-        return DockerJob(self.client, ctx, name, self.container_spec(ctx, name))
+        spec = self.container_spec(ctx, name)
+        if ctx.forced(name):
+            spec["command"].append("--force")
+        return DockerJob(self.client, ctx, name, spec, outputs)
 
     def container_spec(self, ctx: RunContext, name: str) -> dict[str, Any]:
         """Everything ``containers.run`` needs for one step."""

@@ -102,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     step.add_argument("--store", required=True, metavar="URI")
     _add_params(step)
     step.add_argument("--no-retries", action="store_true", help="the orchestrator retries; run the step once")
+    step.add_argument("--force", action="store_true", help="run the step even if its key is cached")
     step.add_argument("--expect-code", metavar="DIGEST", help="refuse to run if the step's code digest differs")
     step.add_argument("--bundle", metavar="DIGEST", help="import the flow from this code bundle in the store")
     return parser

@@ -40,7 +40,7 @@ def upstream_outputs(ctx: RunContext, name: str) -> dict[str, StoredOutput]:
 
 def run_step(flow_ref: str, name: str, run_id: str, store_uri: str, raw_params: list[str] | None,
              *, retries: bool = True, expect_code: str | None = None, bundle: str | None = None,
-             backend: str = "run-step") -> NodeOutcome:
+             force: bool = False, backend: str = "run-step") -> NodeOutcome:
     """Load the flow, check this node's inputs in the store, then run or reuse it."""
     from .hashing import code_fingerprint
     from .loading import load_flow
@@ -62,7 +62,7 @@ def run_step(flow_ref: str, name: str, run_id: str, store_uri: str, raw_params: 
             hint="deploy the compiled version of the flow, or compile again from this code",
         )
     params = flow.resolve_params(parse_assignments(flow.name, raw_params, flow.params))
-    ctx = RunContext(flow, params, store, run_id, retries=retries)
+    ctx = RunContext(flow, params, store, run_id, force_steps=frozenset({name} if force else ()), retries=retries)
     outputs = upstream_outputs(ctx, name)
     store.ensure_run_start(run_id, run_header(flow, params, backend, time.time()))
     try:
@@ -86,4 +86,4 @@ def report(outcome: NodeOutcome) -> int:
 
 def main_args(args: Any) -> int:
     return report(run_step(args.flow, args.step, args.run_id, args.store, args.params, retries=not args.no_retries,
-                           expect_code=args.expect_code, bundle=args.bundle))
+                           expect_code=args.expect_code, bundle=args.bundle, force=args.force))

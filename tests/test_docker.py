@@ -113,3 +113,28 @@ def test_without_a_daemon_the_error_says_how_to_point_at_one(store: Path, tmp_pa
         flow.run(store=store, backend="docker")
     assert "cannot reach a Docker daemon at unix://" in str(info.value)
     assert "DOCKER_HOST" in info.value.hint
+
+
+def test_a_corrupt_upstream_object_is_made_again_in_its_container(docker_image: str, store: Path,
+                                                                    tmp_path: Path) -> None:
+    flow = _flow_file(tmp_path, '''
+        import flowkit as fk
+
+        @fk.step
+        def make() -> list:
+            return list(range(5000))
+
+        @fk.step
+        def total(xs: list) -> int:
+            return sum(xs)
+
+        @fk.flow(image="flowkit:latest")
+        def remade():
+            return total(make())
+    ''', "remade")
+    first = flow.run(store=store, backend="docker")
+    path = store / "objects" / first.steps["make"].output.object[:2] / first.steps["make"].output.object
+    path.write_bytes(path.read_bytes()[:-1] + b"\x00")
+    run = flow.run(store=store, backend="docker", force_steps=["total"])
+    assert run.status == "succeeded" and run.result == sum(range(5000))
+    assert (run.steps["make"].status, run.steps["total"].status) == ("ran", "ran")
