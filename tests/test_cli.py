@@ -33,7 +33,7 @@ def test_run_then_rerun_is_all_cached_and_history_shows_it(capsys, store: Path) 
     runs = json.loads(out)
     assert [(r["ran"], r["cached"], r["status"]) for r in runs] == [(0, 3, "succeeded"), (3, 0, "succeeded")]
 
-    code, out, _ = cli(capsys, "show", runs[1]["run_id"][:17], "--store", str(store))
+    code, out, _ = cli(capsys, "show", runs[1]["run_id"][:-1], "--store", str(store))
     assert code == 0 and "name='Ada'" in out and "letters" in out and "count_letters" in out
 
     code, out, _ = cli(capsys, "show", "last", "--store", str(store), "--json")
