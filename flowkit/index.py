@@ -6,10 +6,14 @@ them. WAL mode and a busy timeout let several runs write at once.
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from .errors import StoreError
 
 if TYPE_CHECKING:
     from .store import Store
@@ -38,6 +42,25 @@ _STATUS = """CASE WHEN r.status != 'running' THEN r.status
     ELSE 'running' END"""
 
 
+def _prepare(conn: sqlite3.Connection, path: Path, patience: float = 60.0) -> None:
+    """WAL mode and the schema. Switching a new file to WAL can fail at once with "database is
+    locked" while another process creates it (the busy timeout does not cover it): try again."""
+    deadline = time.monotonic() + patience
+    for attempt in itertools.count(1):
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            # an index rebuilt from the records by `cache reindex`: it needs no fsync, and the commits
+            # it would cost are most of a cached step's time; a killed process still cannot corrupt it
+            conn.execute("PRAGMA synchronous=OFF")
+            conn.executescript(_SCHEMA)
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise StoreError(f"cannot open the history index {path}: {exc}",
+                                 hint="another process holds it; if none does, `flowkit cache reindex` rebuilds it") from None
+            time.sleep(min(0.01 * attempt, 0.2))
+
+
 class Index:
     """One connection to ``index.sqlite``; read-only mode never creates the file."""
 
@@ -48,11 +71,7 @@ class Index:
             self.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True) if path.exists() else None
         else:
             self.conn = sqlite3.connect(path, timeout=60, isolation_level=None)
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            # an index rebuilt from the records by `cache reindex`: it needs no fsync, and the commits
-            # it would cost are most of a cached step's time; a killed process still cannot corrupt it
-            self.conn.execute("PRAGMA synchronous=OFF")
-            self.conn.executescript(_SCHEMA)
+            _prepare(self.conn, path)
         if self.conn is not None:
             self.conn.row_factory = sqlite3.Row
 

@@ -198,3 +198,33 @@ def collected(n: int = 1):
     assert [o.name for o in store.glob("objects/*/*")] == [kept.steps["big"].output.object]
     assert mod.collected.plan(store=store, n=2)["big"].verdict == "cached"
     assert mod.collected.plan(store=store, n=1)["big"].verdict == "run"
+
+
+def test_the_index_retries_when_another_process_is_creating_it(tmp_path: Path) -> None:
+    import sqlite3
+
+    from flowkit.index import _prepare
+
+    class Racing:
+        """A connection whose first WAL switches fail the way SQLite's do while another process
+        creates the file (at once, "database is locked": the busy timeout does not cover it)."""
+
+        def __init__(self, fails: int) -> None:
+            self.real = sqlite3.connect(tmp_path / "index.sqlite", isolation_level=None)
+            self.fails = fails
+
+        def execute(self, sql: str):
+            if "journal_mode" in sql and self.fails:
+                self.fails -= 1
+                raise sqlite3.OperationalError("database is locked")
+            return self.real.execute(sql)
+
+        def executescript(self, sql: str):
+            return self.real.executescript(sql)
+
+    racing = Racing(fails=3)
+    _prepare(racing, tmp_path / "index.sqlite")  # type: ignore[arg-type]
+    assert racing.fails == 0
+    assert racing.real.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    with pytest.raises(StoreError, match="cannot open the history index"):
+        _prepare(Racing(fails=10**6), tmp_path / "index.sqlite", patience=0.2)  # type: ignore[arg-type]
