@@ -6,13 +6,19 @@ Each part is kept separately (and stored with the step's record) so that ``plan`
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from .graph import Arg, Literal, Mapping, ParamRef, Ref, Seq
 from .hashing import SCHEME_VERSION, CodeFingerprint, fingerprint, hash_bytes
-from .store import dumps_json
 
 _SHOW_LIMIT = 60
+
+
+def canonical_json(data: Any) -> bytes:
+    """The bytes hashed into keys: the standard library's JSON, ASCII only, so keys never depend on
+    which JSON library wrote the records."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
 def show(value: Any) -> str:
@@ -39,7 +45,7 @@ def arg_part(arg: Arg, params: dict[str, Any], upstream: dict[str, str]) -> dict
         value = resolve_path(params[arg.name], arg.path)
         return {"kind": "param", "fp": fingerprint(value), "show": show(value), "source": arg.name}
     if isinstance(arg, Ref):
-        fp = upstream[arg.node] if not arg.path else hash_bytes(dumps_json([upstream[arg.node], fingerprint(arg.path)]))
+        fp = upstream[arg.node] if not arg.path else hash_bytes(canonical_json([upstream[arg.node], fingerprint(arg.path)]))
         return {"kind": "input", "fp": fp, "source": arg.node}
     items = arg.items if isinstance(arg, Seq) else tuple((k, v) for k, v in arg.items)
     children = [arg_part(item, params, upstream) for item in items] if isinstance(arg, Seq) else [
@@ -47,7 +53,7 @@ def arg_part(arg: Arg, params: dict[str, Any], upstream: dict[str, str]) -> dict
     kinds = {child["kind"] for child in children}
     kind = "input" if "input" in kinds else "param" if "param" in kinds else "value"
     tag = arg.kind if isinstance(arg, Seq) else "dict"
-    return {"kind": kind, "fp": hash_bytes(dumps_json([tag, [c.get("key") for c in children], [c["fp"] for c in children]]))}
+    return {"kind": kind, "fp": hash_bytes(canonical_json([tag, [c.get("key") for c in children], [c["fp"] for c in children]]))}
 
 
 def key_parts(*, version: str | None, code: CodeFingerprint, args: dict[str, dict[str, Any]],
@@ -71,7 +77,7 @@ def key_of(parts: dict[str, Any]) -> str:
     fields = [parts["scheme"], repr(parts["version"]), parts["code"]["digest"]]
     fields += [f"{name}={arg['fp']}" for name, arg in parts["args"].items()]
     if parts["env"]["image"] is not None or parts["env"]["env"]:
-        fields.append(dumps_json(parts["env"]).decode())
+        fields.append(canonical_json(parts["env"]).decode())
     return hash_bytes("\0".join(fields).encode())
 
 

@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import quote, unquote, urlparse
 
 import attrs
+import orjson
 
 from .errors import SerializationError, StoreError
 from .hashing import Unstable, fingerprint, hash_bytes
@@ -110,9 +111,17 @@ class _RecentBytes:
         return self._items.get(object_id)
 
 
+_ORJSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+
+
 def dumps_json(data: Any) -> bytes:
-    """Canonical JSON bytes for records (sorted keys, no NaN surprises)."""
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), default=repr).encode()
+    """JSON bytes for records, sorted keys. orjson: encoding and reading records is a fifth of a
+    cached step's time with the standard library; it falls back to it for what orjson refuses
+    (integers over 64 bits)."""
+    try:
+        return orjson.dumps(data, option=_ORJSON_OPTIONS, default=repr)
+    except (TypeError, orjson.JSONEncodeError):
+        return json.dumps(data, sort_keys=True, separators=(",", ":"), default=repr).encode()
 
 
 def node_filename(name: str) -> str:
@@ -188,8 +197,8 @@ class Store:
         """A JSON record, or None when missing or unreadable (a torn file counts as missing)."""
         try:
             with open(path, "rb") as handle:
-                data = json.loads(handle.read())
-        except (OSError, ValueError):
+                data = orjson.loads(handle.read())
+        except (OSError, ValueError):  # orjson.JSONDecodeError is a ValueError
             return None
         return data if isinstance(data, dict) else None
 
