@@ -15,6 +15,7 @@ from typing import Any
 
 import attrs
 
+from flowkit._children import die_with_parent
 from flowkit.runtime import Decision, MissingInput, NodeOutcome, RunContext, execute
 from flowkit.store import StoredOutput
 
@@ -34,7 +35,7 @@ class ForkJob:
         self.name = name
         context = multiprocessing.get_context("fork")
         self._receiver, sender = context.Pipe(duplex=False)
-        self._child = context.Process(target=_child, args=(ctx, name, outputs, decision, sender))
+        self._child = context.Process(target=_child, args=(ctx, name, outputs, decision, sender, os.getpid()))
         self._child.start()
         sender.close()
         self.sentinel = self._receiver.fileno()
@@ -59,7 +60,9 @@ class ForkJob:
         self._child.join()
 
 
-def _child(ctx: RunContext, name: str, outputs: dict[str, StoredOutput], decision: Decision, sender: Any) -> None:
+def _child(ctx: RunContext, name: str, outputs: dict[str, StoredOutput], decision: Decision, sender: Any,
+           parent: int) -> None:
+    die_with_parent(parent)
     try:
         ctx.store._index = None  # never share the parent's SQLite connection
         child_ctx = attrs.evolve(ctx, journal=_Collect())

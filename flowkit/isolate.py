@@ -13,6 +13,7 @@ import pickle
 import traceback
 from typing import Any, Callable
 
+from ._children import die_with_parent
 from .metrics import collecting, current_log
 from .store import serialize
 
@@ -35,7 +36,7 @@ def call_isolated(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[st
     """``fn(*args, **kwargs)`` in a child process, killed after ``timeout`` seconds."""
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
-    child = context.Process(target=_child, args=(fn, args, kwargs, sender, name))
+    child = context.Process(target=_child, args=(fn, args, kwargs, sender, name, os.getpid()))
     child.start()
     sender.close()
     try:
@@ -60,7 +61,9 @@ def call_isolated(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[st
     return value
 
 
-def _child(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], sender: Any, name: str) -> None:
+def _child(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], sender: Any, name: str,
+           parent: int) -> None:
+    die_with_parent(parent)
     try:
         with collecting(name) as log:
             value = fn(*args, **kwargs)

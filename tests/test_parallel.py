@@ -177,20 +177,42 @@ def interrupted(n: int = 1):
 '''
 
 
+def _alive(pid: int) -> bool:
+    """Running, not a zombie (whose parent was killed: init reaps it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ")[-1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def _wait_for_keys(store: Path, count: int) -> None:
     deadline = time.time() + 60
     while time.time() < deadline and len(list(store.glob("keys/*/*.json"))) < count:
         time.sleep(0.05)
 
 
-def test_sigkill_on_the_process_backend_keeps_finished_steps(tmp_path: Path) -> None:
-    (tmp_path / "interrupted.py").write_text(SLOW_CHAIN.replace("SLEEP", "60"))
+@pytest.mark.parametrize("timeout", ["", "timeout=120"])
+def test_sigkill_on_the_process_backend_keeps_finished_steps_and_leaves_no_step_running(
+        tmp_path: Path, timeout: str) -> None:
+    pids = tmp_path / "pids"
+    slow = SLOW_CHAIN.replace("SLEEP", "60").replace("@fk.step\ndef slow", f"@fk.step({timeout})\ndef slow")
+    slow = slow.replace("    time.sleep(60)", f"    open({str(pids)!r}, 'w').write(str(__import__('os').getpid()))\n"
+                                             "    time.sleep(60)")
+    (tmp_path / "interrupted.py").write_text(slow)
     store = tmp_path / "store"
     proc = _flowkit(["run", "interrupted.py", "--backend", "process", "--store", str(store)], tmp_path)
     _wait_for_keys(store, 2)
-    os.killpg(os.getpgid(proc.pid), 0)
+    deadline = time.time() + 30
+    while time.time() < deadline and not pids.exists():
+        time.sleep(0.05)
     proc.kill()
     proc.wait()
+    step_pid = int(pids.read_text())
+    deadline = time.time() + 10
+    while time.time() < deadline and _alive(step_pid):
+        time.sleep(0.05)
+    assert not _alive(step_pid)  # the step's process died with the run
     assert not [p for p in store.rglob("*") if ".tmp-" in p.name]
     (tmp_path / "interrupted.py").write_text(SLOW_CHAIN.replace("SLEEP", "0"))
     done = _flowkit(["run", "interrupted.py", "--backend", "process", "--store", str(store), "--json"], tmp_path)
