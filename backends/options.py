@@ -30,6 +30,6 @@ class CompileOptions:
 
 def code_digests(flow: "Flow") -> dict[str, str]:
     """Each node's code digest at compile time."""
-    from flowkit.hashing import code_fingerprint
+    from flowkit.codehash import code_fingerprint
 
     return {name: code_fingerprint(node.step.fn).digest for name, node in flow.graph.nodes.items()}

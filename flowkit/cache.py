@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .graph import Arg, Literal, Mapping, ParamRef, Ref, Seq
-from .hashing import SCHEME_VERSION, CodeFingerprint, fingerprint, hash_bytes
+from .graph import Arg, Literal, ParamRef, Ref, Seq
+from .codehash import CodeFingerprint
+from .hashing import SCHEME_VERSION, fingerprint, hash_bytes
 
 _SHOW_LIMIT = 60
 

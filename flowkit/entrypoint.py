@@ -42,7 +42,7 @@ def run_step(flow_ref: str, name: str, run_id: str, store_uri: str, raw_params: 
              *, retries: bool = True, expect_code: str | None = None, bundle: str | None = None,
              force: bool = False, backend: str = "run-step") -> NodeOutcome:
     """Load the flow, check this node's inputs in the store, then run or reuse it."""
-    from .hashing import code_fingerprint
+    from .codehash import code_fingerprint
     from .loading import load_flow
     from .params import parse_assignments
 

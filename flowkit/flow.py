@@ -8,7 +8,6 @@ Python control flow.
 from __future__ import annotations
 
 import contextvars
-import inspect
 import sys
 from typing import TYPE_CHECKING, Any, Callable
 

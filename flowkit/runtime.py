@@ -19,7 +19,8 @@ import attrs
 from . import cache
 from .errors import FlowkitError, SerializationError
 from .graph import Arg, Literal, Mapping, Node, ParamRef, Ref, Seq
-from .hashing import Unstable, code_fingerprint
+from .codehash import code_fingerprint
+from .hashing import Unstable
 from .metrics import collecting
 from .store import CorruptObject, Store, StoredOutput
 

@@ -22,12 +22,11 @@ import pandas as pd
 import pytest
 
 from flowkit.files import File
+from flowkit.codehash import CodeFingerprint, code_fingerprint
 from flowkit.hashing import (
     SCHEME_VERSION,
-    CodeFingerprint,
     Feed,
     Unstable,
-    code_fingerprint,
     fingerprint,
     hash_bytes,
     register_fingerprint,

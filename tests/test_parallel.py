@@ -24,7 +24,7 @@ def statuses(run) -> dict[str, str]:
 
 
 def test_independent_steps_overlap_on_the_process_backend(write_module, store: Path, tmp_path: Path) -> None:
-    mod = write_module(f'''
+    mod = write_module('''
 import time
 import flowkit as fk
 
