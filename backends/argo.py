@@ -19,14 +19,13 @@ flow reference names (``/project/flows.py:flow``), or the flow is compiled in it
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from flowkit.errors import CompileError
-from flowkit.params import FLOW_DEFAULT
+from flowkit.params import FLOW_DEFAULT, cli_text
 
 from ._checks import refuse_unsupported
 from ._command import step_argv
@@ -102,13 +101,6 @@ def argo_can_carry(text: str) -> bool:
     that Go's strconv.Quote would turn into invalid JSON when Argo substitutes it."""
     return "{{" not in text and all(
         ord(ch) <= 0xFFFF and ord(ch) != 0x7F and (ord(ch) >= 0x20 or ch in "\b\f\n\r\t") for ch in text)
-
-
-def param_text(value: Any, type_name: str) -> str:
-    """A value as ``run-step -p NAME=VALUE`` reads it: str as it is, anything else as JSON."""
-    if type_name == "str" and isinstance(value, str):
-        return value
-    return json.dumps(value, sort_keys=True)
 
 
 def cron_schedule(flow: "Flow") -> str:
@@ -207,7 +199,7 @@ class ArgoCompiler:
                     hint=f"give {spec.name!r} a default in the flow signature, or compile another --kind",
                 )
             entry["value"] = None
-        elif argo_can_carry(text := param_text(spec.default, spec.type)):
+        elif argo_can_carry(text := cli_text(spec.type, spec.default)):
             entry["value"] = text
         else:  # run-step then takes the default from the flow itself
             entry["value"] = FLOW_DEFAULT

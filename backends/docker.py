@@ -9,7 +9,6 @@ removes the container, on Ctrl-C too.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import threading
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from flowkit.errors import FlowkitError
+from flowkit.params import cli_text
 from flowkit.runtime import Decision, MissingInput, NodeOutcome, RunContext
 from flowkit.store import CorruptObject, StoredOutput
 
@@ -58,8 +58,7 @@ def param_args(ctx: RunContext) -> list[str]:
     types = {spec.name: spec.type for spec in ctx.flow.params}
     args: list[str] = []
     for name, value in sorted(ctx.params.items()):
-        text = value if types.get(name) == "str" else json.dumps(value)
-        args += ["-p", f"{name}={text}"]
+        args += ["-p", f"{name}={cli_text(types[name], value)}"]
     return args
 
 

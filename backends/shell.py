@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
 
 from flowkit.errors import CompileError
+from flowkit.params import cli_text
 
 from ._checks import no_container_hints, refuse_unsupported
 from ._command import step_argv
@@ -104,19 +105,12 @@ def check_env_names(flow: "Flow") -> None:
                 )
 
 
-def cli_text(spec: "ParamSpec", value: Any) -> str:
-    """What ``run-step -p NAME=TEXT`` reads back as ``value``: str parameters as text, others as JSON."""
-    if spec.type == "str":
-        return str(value)
-    return json.dumps(value, sort_keys=True)
-
-
 def shell_param(index: int, spec: "ParamSpec") -> ShellParam:
     # Python allows non-ASCII identifiers, bash variables do not; p_<digit> can name no parameter.
     var = f"p_{spec.name}" if _ASCII_NAME.fullmatch(spec.name) else f"p_{index}"
     spellings = dict.fromkeys([spec.name, spec.name.replace("_", "-")])
     options = () if SCRIPT_OPTIONS & set(spellings) else tuple(f"--{s}" for s in spellings)
-    default = None if spec.required else cli_text(spec, spec.default)
+    default = None if spec.required else cli_text(spec.type, spec.default)
     return ShellParam(spec.name, var, options, default, spec.type)
 
 

@@ -119,6 +119,14 @@ def parse_cli_value(text: str) -> Any:
         return text
 
 
+def cli_text(type_name: str, value: Any) -> str:
+    """A value as ``-p NAME=TEXT`` gives it back through ``parse_assignments``: a ``str``
+    parameter as its text, anything else as JSON. Every backend and target passes values so."""
+    if type_name == "str" and isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True)
+
+
 def parse_assignments(flow: str, items: list[str] | None, schema: tuple[ParamSpec, ...] = ()) -> dict[str, Any]:
     """``["n=3", "name=x"]`` -> ``{"n": 3, "name": "x"}``.
 
