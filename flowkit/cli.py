@@ -16,6 +16,10 @@ _EPILOG = """examples:
   flowkit show RUN_ID / flowkit explain RUN_ID STEP    what ran, why it re-ran"""
 
 
+def _add_flow(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("flow", metavar="FLOW", help="path/to/file.py[:attr] or package.module[:attr]")
+
+
 def _add_store(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", metavar="DIR", help="the store (default: $FLOWKIT_STORE or ./.flowkit)")
 
@@ -33,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     run = sub.add_parser("run", help="run a flow; unchanged steps are cache hits")
-    run.add_argument("flow", metavar="FLOW", help="path/to/file.py[:attr] or package.module[:attr]")
+    _add_flow(run)
     _add_params(run)
     run.add_argument("--backend", default="local", help="local (default), process or docker")
     run.add_argument("--workers", type=int, help="parallel steps (process/docker; default: cores)")
@@ -45,16 +49,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store(run)
 
     plan = sub.add_parser("plan", help="what a run would do, and why (runs nothing)")
-    plan.add_argument("flow", metavar="FLOW")
+    _add_flow(plan)
     _add_params(plan)
-    plan.add_argument("--force", action="store_true")
-    plan.add_argument("--force-step", dest="force_steps", action="append", default=[], metavar="NAME")
-    plan.add_argument("--json", action="store_true")
+    plan.add_argument("--force", action="store_true", help="plan as if every step were forced")
+    plan.add_argument("--force-step", dest="force_steps", action="append", default=[], metavar="NAME",
+                      help="plan as if this step were forced")
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     _add_store(plan)
 
     comp = sub.add_parser("compile", help="render the flow for airflow, argo or shell")
-    comp.add_argument("flow", metavar="FLOW")
-    comp.add_argument("--target", required=True, choices=("airflow", "argo", "shell"))
+    _add_flow(comp)
+    comp.add_argument("--target", required=True, choices=("airflow", "argo", "shell"),
+                      help="an Airflow DAG file, an Argo Workflows YAML, or a bash script")
     comp.add_argument("-o", "--output", default=".", metavar="DIR", help="folder for the generated files (default: .)")
     comp.add_argument("--store", metavar="URI", help="the store the steps use (default: this machine's store, absolute)")
     comp.add_argument("--image", metavar="IMAGE", help="default image of steps without one (argo)")
@@ -67,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="ship the project's Python files in the store; steps run exactly this code")
 
     graph = sub.add_parser("graph", help="print the flow's graph")
-    graph.add_argument("flow", metavar="FLOW")
+    _add_flow(graph)
     graph.add_argument("--format", choices=("text", "mermaid", "dot"), default="text")
     graph.add_argument("--run", metavar="RUN_ID", help="colour nodes by their status in this run")
     _add_store(graph)
@@ -75,24 +81,24 @@ def build_parser() -> argparse.ArgumentParser:
     runs = sub.add_parser("runs", help="list recent runs")
     runs.add_argument("--flow", metavar="NAME")
     runs.add_argument("--limit", type=int, default=20)
-    runs.add_argument("--json", action="store_true")
+    runs.add_argument("--json", action="store_true", help="print JSON, for scripts")
     _add_store(runs)
 
     show = sub.add_parser("show", help="a run's steps, digests, params and metrics")
     show.add_argument("run_id", metavar="RUN_ID", help="a run id or a unique prefix, or 'last'")
-    show.add_argument("--json", action="store_true")
+    show.add_argument("--json", action="store_true", help="print JSON, for scripts")
     _add_store(show)
 
     explain = sub.add_parser("explain", help="why a step ran: its key parts against its previous run")
     explain.add_argument("run_id", metavar="RUN_ID")
     explain.add_argument("step", metavar="STEP")
-    explain.add_argument("--json", action="store_true")
+    explain.add_argument("--json", action="store_true", help="print JSON, for scripts")
     _add_store(explain)
 
     cache = sub.add_parser("cache", help="inspect and clean the store")
     cache.add_argument("action", choices=("ls", "du", "gc", "clear", "reindex"))
     cache.add_argument("--keep", type=int, metavar="N", help="gc: keep only the N latest runs of each flow")
-    cache.add_argument("--json", action="store_true")
+    cache.add_argument("--json", action="store_true", help="print JSON, for scripts")
     _add_store(cache)
 
     step = sub.add_parser("run-step", help="run one step of a run against a store (used by backends and compiled files)")
