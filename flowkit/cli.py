@@ -26,7 +26,7 @@ def _add_store(parser: argparse.ArgumentParser) -> None:
 
 def _add_params(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-p", "--param", dest="params", action="append", metavar="NAME=VALUE",
-                        help="a flow parameter; VALUE is read as JSON when it parses, else as a string")
+                        help="a flow parameter: text for a str parameter, else JSON (a bare word counts as text)")
 
 
 def build_parser() -> argparse.ArgumentParser:
