@@ -28,13 +28,22 @@ def is_file_ref(target: str) -> bool:
     return target.endswith(".py") or os.sep in target or "/" in target
 
 
+def module_name(path: Path) -> str:
+    """The file's stem, unless that would replace a standard module (a flow in ``json.py``) or
+    flowkit itself: then a name of its own. The same in every process, as pickle needs."""
+    stem = path.stem
+    if stem in sys.stdlib_module_names or stem == "flowkit" or not stem.isidentifier():
+        return "flowkit_flowfile_" + "".join(ch if ch.isalnum() else "_" for ch in stem)
+    return stem
+
+
 def import_file(path: Path) -> ModuleType:
     """Import a flow file by its stem, its folder first on sys.path so sibling helpers import too.
 
     The module is importable under the same name in other processes (run-step, workers), which
     dill needs to load objects of classes defined in it.
     """
-    folder, name = str(path.parent), path.stem
+    folder, name = str(path.parent), module_name(path)
     if sys.path[0] != folder:
         sys.path.insert(0, folder)
     existing = sys.modules.get(name)

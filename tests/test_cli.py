@@ -178,3 +178,31 @@ def test_run_step_takes_a_node_named_like_an_option(tmp_path: Path) -> None:
     proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "step '-x' ran" in proc.stdout
+
+
+@pytest.mark.parametrize("stem", ["json", "my-flow"])
+def test_a_flow_file_named_like_a_standard_module_or_not_an_identifier_runs(tmp_path: Path, capsys, stem: str) -> None:
+    import json as real_json
+
+    (tmp_path / f"{stem}.py").write_text(textwrap.dedent('''
+        import flowkit as fk
+
+        class Point:
+            def __init__(self, x):
+                self.x = x
+
+        @fk.step
+        def make() -> Point:
+            return Point(3)
+
+        @fk.step
+        def read(p: Point) -> int:
+            return p.x
+
+        @fk.flow
+        def named():
+            return read(make())
+    '''))
+    assert main(["run", str(tmp_path / f"{stem}.py"), "--store", str(tmp_path / "s"), "--backend", "process"]) == 0
+    assert sys.modules["json"] is real_json and real_json.dumps({"a": 1}) == '{"a": 1}'
+    capsys.readouterr()
