@@ -1,15 +1,15 @@
-"""Node records of one run, written in batches.
+"""Node records of one run, written in batches: by a background thread once a second, and at the end.
 
 An in-process runner records cache hits and finished steps in batches (one file and one index
-transaction a second at most, and at the end), which keeps a cached step near a tenth of a
-millisecond. Nothing finished is lost to a kill: every step that ran has already written its
-key record (with this run's id), so the next run re-uses it and ``cache reindex`` restores its
-history. (A writer thread was measured too: no faster, as JSON encoding holds the GIL.)
+transaction each), which keeps a cached step near a tenth of a millisecond, while the thread
+keeps the history current during a long step: ``flowkit runs`` from another terminal is at most
+a second behind. Nothing finished is lost to a kill: every step that ran has already written its
+key record (with this run's id), so the next run re-uses it and ``cache reindex`` restores it.
 """
 
 from __future__ import annotations
 
-import time
+import threading
 from typing import Any
 
 from .store import Store
@@ -18,21 +18,48 @@ _BATCH_SECONDS = 1.0
 
 
 class Journal:
-    """Collects node records; ``flush()`` writes what is pending."""
+    """Collects node records; ``close()`` writes what is pending and stops the writer."""
 
-    def __init__(self, store: Store, run_id: str) -> None:
+    def __init__(self, store: Store, run_id: str, seconds: float = _BATCH_SECONDS) -> None:
         self.store = store
         self.run_id = run_id
+        self.seconds = seconds
         self._pending: list[dict[str, Any]] = []
-        self._last_flush = time.monotonic()
+        self._lock = threading.Lock()   # guards _pending
+        self._write_lock = threading.Lock()  # one batch at a time, so the index keeps record order
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def add(self, record: dict[str, Any]) -> None:
-        self._pending.append(record)
-        if time.monotonic() - self._last_flush >= _BATCH_SECONDS:
-            self.flush()
+        with self._lock:
+            self._pending.append(record)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._every_second, name="flowkit-journal", daemon=True)
+            self._thread.start()
 
-    def flush(self) -> None:
-        if self._pending:
-            self.store.write_nodes(self.run_id, self._pending)
-            self._pending = []
-        self._last_flush = time.monotonic()
+    def flush(self, index: Any = None) -> None:
+        """Write what is pending now (``index``: the calling thread's own connection)."""
+        with self._write_lock:
+            with self._lock:
+                batch, self._pending = self._pending, []
+            if batch:
+                self.store.write_nodes(self.run_id, batch, index=index)
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+        self.flush()
+
+    def _every_second(self) -> None:
+        from .index import Index  # a SQLite connection belongs to one thread: the writer has its own
+
+        index = None
+        try:
+            while not self._stop.wait(self.seconds):
+                index = index or Index(self.store.root / "index.sqlite")  # opened only if a run lasts
+                self.flush(index)
+        finally:
+            if index is not None:
+                index.close()

@@ -79,12 +79,13 @@ def run_flow(flow: "Flow", given: dict[str, Any], *, backend: str = "local", wor
     try:
         report = runner.run(ctx)
     except KeyboardInterrupt:
-        ctx.journal.flush()
+        report = None
+    finally:
+        ctx.journal.close()
+    if report is None:
         the_store.write_run_end(ctx.run_id, {"status": "cancelled", "ended": time.time()})
         raise RunCancelled(f"run {ctx.run_id} of flow {flow.name!r} was cancelled",
-                           hint="finished steps are kept: the next run re-uses them") from None
-    finally:
-        ctx.journal.flush()
+                           hint="finished steps are kept: the next run re-uses them")
     ok = len(report.outcomes) == len(flow.graph) and all(o.status in ("ran", "cached") for o in report.outcomes.values())
     status = "cancelled" if report.cancelled else "succeeded" if ok else "failed"
     the_store.write_run_end(ctx.run_id, {"status": status, "ended": time.time()})

@@ -328,11 +328,12 @@ class Store:
         self.write_record(self.run_dir(run_id) / "nodes" / node_filename(record["node"]), record)
         self.index.add_nodes(run_id, [record])
 
-    def write_nodes(self, run_id: str, records: list[dict[str, Any]]) -> None:
-        """Many node records in one file and one index transaction (in-process runners)."""
+    def write_nodes(self, run_id: str, records: list[dict[str, Any]], index: Any = None) -> None:
+        """Many node records in one file and one index transaction (in-process runners); ``index``
+        is the calling thread's own connection, where it is not the store's."""
         name = f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(2)}.json"
         self.write_record(f"{self._root}/runs/{run_id}/batches/{name}", {"records": records})
-        self.index.add_nodes(run_id, records)
+        (index or self.index).add_nodes(run_id, records)
 
     def write_run_end(self, run_id: str, end: dict[str, Any]) -> None:
         self.write_record(self.run_dir(run_id) / "end.json", end)

@@ -303,3 +303,22 @@ def test_progress_shows_done_total_cached_and_running_on_a_terminal_only() -> No
     silent.start("load")
     silent.close()
     assert quiet.getvalue() == ""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_history_is_current_while_a_long_step_runs(tmp_path: Path, backend: str) -> None:
+    (tmp_path / "long.py").write_text(SLOW_CHAIN.replace("SLEEP", "60"))
+    store = tmp_path / "store"
+    proc = _flowkit(["run", "long.py", "--backend", backend, "--store", str(store)], tmp_path)
+    try:
+        deadline, seen = time.time() + 30, {}
+        while time.time() < deadline and len(seen) < 2:
+            runs = open_store(store, create=False).index.runs()
+            seen = {n["node"]: n["status"] for n in open_store(store, create=False).index.nodes(runs[0]["run_id"])} \
+                if runs else {}
+            time.sleep(0.2)
+        assert seen == {"first": "ran", "second": "ran"}  # recorded while `slow` still sleeps
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait()
