@@ -74,7 +74,13 @@ class DockerJob:
         self.sentinel = self._read
         self.exit_code: int | None = None
         self._tail: list[str] = []
-        self.container = client.containers.run(detach=True, **spec)
+        try:
+            self.container = client.containers.run(detach=True, **spec)
+        except Exception as exc:  # noqa: BLE001 - the SDK's errors: no such image, bad option, refused
+            self.container = None
+            self._tail = [f"cannot start a container of image {spec['image']!r}: {_short(exc)}"]
+            os.write(self._write, b"x")
+            return
         threading.Thread(target=self._follow, daemon=True).start()
 
     def _follow(self) -> None:
@@ -95,6 +101,8 @@ class DockerJob:
         os.close(self._read)
         os.close(self._write)
         self._remove()
+        if self.container is None:
+            return NodeOutcome(self.name, "failed", error=self._tail[0])
         record = self._ctx.store.read_node(self._ctx.run_id, self.name)
         if record is not None and self.exit_code in (0, 1):
             return NodeOutcome.from_record(record)
@@ -115,6 +123,8 @@ class DockerJob:
         self._remove()
 
     def _remove(self) -> None:
+        if self.container is None:
+            return
         try:
             self.container.remove(force=True)
         except Exception:  # noqa: BLE001 - already gone
@@ -160,6 +170,11 @@ class DockerLauncher:
         if opts.resources.gpu:
             spec["device_requests"] = [DeviceRequest(count=opts.resources.gpu, capabilities=[["gpu"]])]
         return spec
+
+
+def _short(exc: Exception) -> str:
+    """The daemon's own words, without the SDK's request line."""
+    return str(getattr(exc, "explanation", None) or exc)
 
 
 def _mounts(paths: list[Path]) -> dict[str, dict[str, str]]:

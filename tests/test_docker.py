@@ -138,3 +138,25 @@ def test_a_corrupt_upstream_object_is_made_again_in_its_container(docker_image: 
     run = flow.run(store=store, backend="docker", force_steps=["total"])
     assert run.status == "succeeded" and run.result == sum(range(5000))
     assert (run.steps["make"].status, run.steps["total"].status) == ("ran", "ran")
+
+
+def test_a_missing_image_fails_that_step_with_the_reason(docker_image: str, store: Path, tmp_path: Path) -> None:
+    flow = _flow_file(tmp_path, '''
+        import flowkit as fk
+
+        @fk.step(image="flowkit-test-no-such-image:0")
+        def lost() -> int:
+            return 1
+
+        @fk.step
+        def fine() -> int:
+            return 2
+
+        @fk.flow(image="flowkit:latest")
+        def partly():
+            return lost(), fine()
+    ''', "partly")
+    run = flow.run(store=store, backend="docker", workers=2)
+    assert run.status == "failed"
+    assert run.steps["fine"].status == "ran"
+    assert run.steps["lost"].error.startswith("cannot start a container of image 'flowkit-test-no-such-image:0'")
