@@ -64,7 +64,7 @@ def _child(ctx: RunContext, name: str, outputs: dict[str, StoredOutput], decisio
            parent: int) -> None:
     die_with_parent(parent)
     try:
-        ctx.store._index = None  # never share the parent's SQLite connection
+        ctx.store.after_fork()
         child_ctx = attrs.evolve(ctx, journal=_Collect())
         message: tuple[str, Any] = ("outcome", execute(child_ctx, name, outputs, decision=decision))
     except MissingInput as missing:

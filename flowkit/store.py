@@ -384,6 +384,10 @@ class Store:
             self._index = Index(self.root / "index.sqlite", readonly=not self.writable)
         return self._index
 
+    def after_fork(self) -> None:
+        """In a forked child: never use the parent's SQLite connection (SQLite forbids it)."""
+        self._index = None
+
     def clear(self) -> None:
         """Remove every object, record and the index."""
         if self._index is not None:
