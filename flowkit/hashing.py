@@ -159,11 +159,18 @@ def _type_name(value: object) -> str:
 
 
 def _write_object(value: Any, feed: Feed) -> None:
-    """Dataclasses and attrs classes by field; anything else by its pickle, if that is stable."""
+    """Dataclasses and attrs classes by field, plain objects by class name and ``__dict__``;
+    anything else by its pickle, if that is stable."""
+    state = _plain_state(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         kind, names = "dataclass", [field.name for field in dataclasses.fields(value)]
     elif attrs.has(type(value)):
         kind, names = "attrs", [field.name for field in attrs.fields(type(value))]
+    elif state is not None and (digest := _digest_or_none(feed, state)) is not None:
+        feed.write_text("plain")
+        feed.write_text(type(value).__qualname__)
+        feed.write_bytes(digest)
+        return
     else:
         feed.write_text("pickle")
         feed.write_bytes(_stable_pickle(value))
@@ -173,6 +180,27 @@ def _write_object(value: Any, feed: Feed) -> None:
     for name in names:
         feed.write_text(name)
         feed.write_value(getattr(value, name))
+
+
+def _plain_state(value: object) -> dict[str, Any] | None:
+    """The ``__dict__`` of an object whose pickle is nothing more than it (no ``__slots__``, no
+    custom ``__reduce__`` or ``__getstate__``): fingerprinted as data, it does not depend on the
+    module path or on the order of a set of strings, as its pickle would."""
+    cls = type(value)
+    state = getattr(value, "__dict__", None)
+    if not isinstance(state, dict) or "__slots__" in vars(cls) or isinstance(value, type):
+        return None
+    plain = (cls.__reduce_ex__ is object.__reduce_ex__ and cls.__reduce__ is object.__reduce__
+             and getattr(cls, "__getstate__", object.__getstate__) is object.__getstate__)
+    return state if plain else None
+
+
+def _digest_or_none(feed: Feed, state: dict[str, Any]) -> bytes | None:
+    """The state's digest, or None where it cannot be had (a cycle, say): then the pickle decides."""
+    try:
+        return feed.digest_of(state)
+    except Unstable:
+        return None
 
 
 def _stable_pickle(value: object) -> bytes:

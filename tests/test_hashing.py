@@ -402,3 +402,46 @@ def test_code_fingerprint_is_computed_once_per_function() -> None:
         return x
 
     assert code_fingerprint(step) is code_fingerprint(step)
+
+
+PLAIN = '''
+class Config:
+    def __init__(self):
+        self.tags = {"alpha", "beta", "gamma", "delta", "epsilon"}
+        self.depth = 3
+'''
+
+
+def test_plain_objects_are_fingerprinted_by_their_data_across_processes_and_module_names(tmp_path) -> None:
+    for name in ("plain_a", "plain_b"):
+        (tmp_path / f"{name}.py").write_text(PLAIN)
+    script = ("import sys; sys.path.insert(0, sys.argv[1]); import importlib; from flowkit.hashing import fingerprint;"
+              "print(fingerprint(importlib.import_module(sys.argv[2]).Config()))")
+    digests = {
+        subprocess.run([sys.executable, "-c", script, str(tmp_path), module], env={**os.environ, "PYTHONHASHSEED": seed},
+                       capture_output=True, text=True, check=True).stdout.strip()
+        for module, seed in (("plain_a", "1"), ("plain_a", "2"), ("plain_b", "3"))
+    }
+    assert len(digests) == 1  # the same data in another process, hash seed or module: one digest
+
+
+def test_a_plain_object_with_other_data_has_another_digest() -> None:
+    class Box:
+        def __init__(self, value):
+            self.value = value
+
+    class Reduced(Box):
+        def __reduce__(self):
+            return (Reduced, (self.value,))
+
+    assert fingerprint(Box(1)) == fingerprint(Box(1)) != fingerprint(Box(2))
+    assert fingerprint(Box(1)) != fingerprint(Reduced(1))  # a custom pickle still goes through dill
+
+
+def test_a_plain_object_that_refers_to_itself_falls_back_to_its_pickle() -> None:
+    class Node:
+        def __init__(self):
+            self.me = self
+
+    first, second = Node(), Node()
+    assert fingerprint(first) == fingerprint(second)
