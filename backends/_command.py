@@ -8,14 +8,20 @@ if TYPE_CHECKING:
     from .options import CompileOptions
 
 
+def run_step_argv(flow_ref: str, node: str, store: str) -> list[str]:
+    """``-m flowkit run-step`` for one node: what goes after the interpreter, before run options."""
+    # "--step=NAME": a node may be named like an option ("-x"), which a separate word would not survive
+    return ["-m", "flowkit", "run-step", f"--flow={flow_ref}", f"--step={node}", "--store", store]
+
+
 def step_argv(options: "CompileOptions", node: str, *, retries_by_orchestrator: bool = True) -> list[str]:
-    """Everything after the interpreter except ``--run-id`` and ``-p``, which each target fills in.
+    """A compiled target's command after the interpreter, except ``--run-id`` and ``-p``, which each
+    target fills in its own way.
 
     ``--expect-code`` pins the step's code digest at compile time, so a worker holding other
     code refuses to run instead of silently running something else.
     """
-    # "--step=NAME": a node may be named like an option ("-x"), which a separate word would not survive
-    argv = ["-m", "flowkit", "run-step", f"--flow={options.flow_ref}", f"--step={node}", "--store", options.store]
+    argv = run_step_argv(options.flow_ref, node, options.store)
     if retries_by_orchestrator:
         argv.append("--no-retries")
     if options.bundle:

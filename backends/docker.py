@@ -20,6 +20,7 @@ from flowkit.params import cli_text
 from flowkit.runtime import Decision, MissingInput, NodeOutcome, RunContext
 from flowkit.store import CorruptObject, StoredOutput
 
+from ._command import run_step_argv
 from ._scheduler import run_parallel
 from .base import RunReport
 
@@ -154,8 +155,8 @@ class DockerLauncher:
         if not image:
             raise FlowkitError(f"flow {ctx.flow.name!r}, step {name!r}: no image to run it in",
                                hint="set image= on the step or the flow, or export FLOWKIT_IMAGE")
-        command = ["python", "-m", "flowkit", "run-step", f"--flow={self.flow_ref}", f"--step={name}",
-                   "--run-id", ctx.run_id, "--store", str(ctx.store.root), *param_args(ctx)]
+        command = ["python", *run_step_argv(self.flow_ref, name, str(ctx.store.root)), "--run-id", ctx.run_id,
+                   *param_args(ctx)]
         spec: dict[str, Any] = {
             "image": image, "command": command, "working_dir": os.getcwd(), "volumes": self.mounts,
             "environment": {**dict(opts.env), "PYTHONUNBUFFERED": "1"},
