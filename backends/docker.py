@@ -192,5 +192,4 @@ class DockerRunner:
         self.workers = workers or os.cpu_count() or 1
 
     def run(self, ctx: RunContext) -> RunReport:
-        ctx.store.root.mkdir(parents=True, exist_ok=True)
         return run_parallel(ctx, DockerLauncher(ctx), self.workers)

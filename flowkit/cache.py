@@ -48,13 +48,14 @@ def arg_part(arg: Arg, params: dict[str, Any], upstream: dict[str, str]) -> dict
     if isinstance(arg, Ref):
         fp = upstream[arg.node] if not arg.path else hash_bytes(canonical_json([upstream[arg.node], fingerprint(arg.path)]))
         return {"kind": "input", "fp": fp, "source": arg.node}
-    items = arg.items if isinstance(arg, Seq) else tuple((k, v) for k, v in arg.items)
-    children = [arg_part(item, params, upstream) for item in items] if isinstance(arg, Seq) else [
-        {"key": fingerprint(k), **arg_part(v, params, upstream)} for k, v in items]
+    if isinstance(arg, Seq):
+        tag, keys, values = arg.kind, [None] * len(arg.items), arg.items
+    else:
+        tag, keys, values = "dict", [fingerprint(k) for k, _ in arg.items], tuple(v for _, v in arg.items)
+    children = [arg_part(value, params, upstream) for value in values]
     kinds = {child["kind"] for child in children}
     kind = "input" if "input" in kinds else "param" if "param" in kinds else "value"
-    tag = arg.kind if isinstance(arg, Seq) else "dict"
-    return {"kind": kind, "fp": hash_bytes(canonical_json([tag, [c.get("key") for c in children], [c["fp"] for c in children]]))}
+    return {"kind": kind, "fp": hash_bytes(canonical_json([tag, keys, [c["fp"] for c in children]]))}
 
 
 def key_parts(*, version: str | None, code: CodeFingerprint, args: dict[str, dict[str, Any]],

@@ -154,9 +154,9 @@ class Index:
             return []
         return [dict(row) for row in self.conn.execute(sql, args)]
 
-    def runs(self, flow: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
-        """Recent runs, newest first, with counts of ran / cached / failed nodes."""
-        where, args = ("WHERE r.flow = ?", (flow,)) if flow else ("", ())
+    def runs(self, flow: str | None = None, limit: int = 20, run_id: str | None = None) -> list[dict[str, Any]]:
+        """Recent runs (or the one ``run_id``), newest first, with counts of ran / cached / failed nodes."""
+        where, args = ("WHERE r.run_id = ?", (run_id,)) if run_id else ("WHERE r.flow = ?", (flow,)) if flow else ("", ())
         sql = f"""SELECT r.run_id, r.flow, {_STATUS} AS status, r.started, r.ended, r.params, r.nodes_total,
                     r.backend, r.error,
                     (SELECT COUNT(*) FROM nodes n WHERE n.run_id = r.run_id AND n.status = 'ran') AS ran,
@@ -170,7 +170,7 @@ class Index:
         return rows
 
     def run(self, run_id: str) -> dict[str, Any] | None:
-        rows = [r for r in self.runs(limit=1_000_000) if r["run_id"] == run_id] if self.conn else []
+        rows = self.runs(run_id=run_id, limit=1)
         return rows[0] if rows else None
 
     def run_ids_like(self, prefix: str) -> list[str]:
