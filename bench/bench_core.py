@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import flowkit as fk
-from flowkit.hashing import fingerprint
+from flowkit.keys.values import fingerprint
 
 CHAIN = 200  # steps in the overhead chain
 WIDE_CHAINS, WIDE_DEPTH = 100, 100  # the 10,000-node flow

@@ -1,10 +1,11 @@
 """flowkit: plain-Python pipelines, cached by content, run locally or compiled for orchestrators."""
 
-from .errors import FlowkitError
-from .files import File
-from .flow import Flow, Output, flow
-from .metrics import log_metric, log_param
-from .step import Resources, Step, step
+from flowkit.authoring.files import File
+from flowkit.authoring.metrics import log_metric, log_param
+from flowkit.authoring.step import Resources, Step, step
+from flowkit.errors import FlowkitError
+from flowkit.flow import Flow, flow
+from flowkit.graph.builder import Output
 
 __all__ = ["File", "Flow", "FlowkitError", "Output", "Resources", "Step", "flow", "log_metric", "log_param", "step"]
 __version__ = "0.1.0"

@@ -1,5 +1,5 @@
 """``python -m flowkit``: the same command line as the ``flowkit`` console script."""
 
-from .cli import main
+from flowkit.cli import main
 
 raise SystemExit(main())

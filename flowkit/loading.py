@@ -10,10 +10,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from .errors import LoadError
+from flowkit.errors import LoadError
 
 if TYPE_CHECKING:
-    from .flow import Flow
+    from flowkit.flow import Flow
 
 
 def split_ref(ref: str) -> tuple[str, str | None]:
@@ -81,14 +81,14 @@ def load_module(target: str) -> ModuleType:
 
 
 def flows_in(module: ModuleType) -> dict[str, "Flow"]:
-    from .flow import Flow
+    from flowkit.flow import Flow
 
     return {name: value for name, value in vars(module).items() if isinstance(value, Flow)}
 
 
 def load_flow(ref: str) -> "Flow":
     """The Flow a reference names; without ``:attr`` the module's only flow."""
-    from .flow import Flow
+    from flowkit.flow import Flow
 
     target, attr = split_ref(ref)
     module = load_module(target)

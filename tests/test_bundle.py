@@ -9,7 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from flowkit.bundle import make_bundle
+from flowkit.store.bundle import make_bundle
 from flowkit.cli import main
 from flowkit.loading import load_flow
 
@@ -72,7 +72,7 @@ def test_a_bundled_shell_script_runs_after_the_project_is_gone(tmp_path: Path, m
     from flowkit.store import open_store
 
     s = open_store(store)
-    assert s.load(s.read_node("shipped-1", "scaled")["output"]) == expected == [0, 10, 20, 30]
+    assert s.load(s.read_node("shipped-1", "scaled").output) == expected == [0, 10, 20, 30]
 
 
 def test_run_step_refuses_code_that_differs_from_the_compiled_code(tmp_path: Path) -> None:

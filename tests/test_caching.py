@@ -132,7 +132,7 @@ def test_a_changed_upstream_output_is_reported_as_an_input_change(write_module, 
     first = mod.pipeline.run(store=store)
     second = mod.pipeline.run(store=store, n_rows=6)
     assert statuses(second)["prepare"] == "ran"
-    from flowkit.explain import explain
+    from flowkit.execution.explain import explain
     from flowkit.store import open_store
 
     report = explain(open_store(store), second.id, "prepare")

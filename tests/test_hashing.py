@@ -21,12 +21,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flowkit.files import File
-from flowkit.codehash import CodeFingerprint, code_fingerprint
-from flowkit.hashing import (
+from flowkit.authoring.files import File
+from flowkit.keys.code import CodeFingerprint, code_fingerprint
+from flowkit.errors import Unstable
+from flowkit.keys.values import (
     SCHEME_VERSION,
     Feed,
-    Unstable,
     fingerprint,
     hash_bytes,
     register_fingerprint,
@@ -63,7 +63,7 @@ def test_golden_digests_are_pinned(value: object, digest: str) -> None:
 def test_stable_across_processes_and_hash_seeds() -> None:
     value = ({"alpha", "beta", "gamma", "delta"}, {"z": 1, "y": [2.5, "s"], "x": {"nested": frozenset("abc")}})
     script = (
-        "from flowkit.hashing import fingerprint;"
+        "from flowkit.keys.values import fingerprint;"
         "print(fingerprint(({'alpha', 'beta', 'gamma', 'delta'},"
         " {'z': 1, 'y': [2.5, 's'], 'x': {'nested': frozenset('abc')}})))"
     )
@@ -76,7 +76,7 @@ def test_stable_across_processes_and_hash_seeds() -> None:
 
 
 def test_import_does_not_load_heavy_modules() -> None:
-    script = "import sys, flowkit.hashing; print(sorted({'numpy', 'pandas', 'dill', 'networkx'} & set(sys.modules)))"
+    script = "import sys, flowkit.keys.values; print(sorted({'numpy', 'pandas', 'dill', 'networkx'} & set(sys.modules)))"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
@@ -415,7 +415,7 @@ class Config:
 def test_plain_objects_are_fingerprinted_by_their_data_across_processes_and_module_names(tmp_path) -> None:
     for name in ("plain_a", "plain_b"):
         (tmp_path / f"{name}.py").write_text(PLAIN)
-    script = ("import sys; sys.path.insert(0, sys.argv[1]); import importlib; from flowkit.hashing import fingerprint;"
+    script = ("import sys; sys.path.insert(0, sys.argv[1]); import importlib; from flowkit.keys.values import fingerprint;"
               "print(fingerprint(importlib.import_module(sys.argv[2]).Config()))")
     digests = {
         subprocess.run([sys.executable, "-c", script, str(tmp_path), module], env={**os.environ, "PYTHONHASHSEED": seed},

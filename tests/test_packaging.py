@@ -16,8 +16,8 @@ def test_the_wheel_contains_backends_and_templates(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     wheel = next(tmp_path.glob("flowkit-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert {"flowkit/__init__.py", "flowkit/cli.py", "flowkit/backends/__init__.py", "flowkit/backends/local.py",
-            "flowkit/templates/__init__.py"} <= names
+    assert {"flowkit/__init__.py", "flowkit/cli/__init__.py", "flowkit/store/store.py", "flowkit/backends/__init__.py",
+            "flowkit/backends/runners/local.py", "flowkit/backends/compilers/argo.py", "flowkit/templates/__init__.py"} <= names
     templates = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "templates").rglob("*.j2"))
     assert {"flowkit/" + t for t in templates} <= names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))

@@ -145,7 +145,7 @@ def isolated():
     return measured()
 ''')
     run = mod.isolated.run(store=store)
-    assert run.steps["measured"].metrics == [{"name": "loss", "value": 0.5, "step": None}]
+    assert [m.to_json() for m in run.steps["measured"].metrics] == [{"name": "loss", "value": 0.5, "step": None}]
     assert run.steps["measured"].logged_params == {"mode": "fast"}
 
 
@@ -286,7 +286,7 @@ class _Terminal:
 
 
 def test_progress_shows_done_total_cached_and_running_on_a_terminal_only() -> None:
-    from flowkit.backends._progress import Progress
+    from flowkit.backends.runners.progress import Progress
 
     term = _Terminal()
     progress = Progress(3, stream=term)

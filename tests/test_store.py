@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from flowkit.errors import StoreError
-from flowkit.store import CorruptObject, StoredOutput, open_store
+from flowkit.errors import CorruptObject
+from flowkit.store import StoredOutput, open_store
 
 SLOW = '''
 import time
@@ -142,7 +143,7 @@ def test_sigkill_loses_no_finished_step_and_leaves_no_partial_file(tmp_path: Pat
     assert latest == {"first": "cached", "slow": "ran"}
     killed = runs[1]["run_id"]
     assert runs[1]["status"] == "running"  # the killed run never ended
-    assert s.index.rebuild(s) == 2  # and its finished step is in its history again
+    assert s.index.rebuild(s.records) == 2  # and its finished step is in its history again
     assert {n["node"]: n["status"] for n in s.index.nodes(killed)} == {"first": "ran"}
 
 
@@ -168,7 +169,7 @@ def indexed(x: int = 1):
         (store / extra).unlink(missing_ok=True)
     s2 = open_store(store)
     assert s2.index.runs() == []
-    assert s2.index.rebuild(s2) == 3
+    assert s2.index.rebuild(s2.records) == 3
     after = (s2.index.runs(), [s2.index.nodes(r["run_id"]) for r in s2.index.runs()], s2.index.metrics(s2.index.runs()[0]["run_id"]))
     assert after == before
 
@@ -203,7 +204,7 @@ def collected(n: int = 1):
 def test_the_index_retries_when_another_process_is_creating_it(tmp_path: Path) -> None:
     import sqlite3
 
-    from flowkit.index import _prepare
+    from flowkit.store.index import _prepare
 
     class Racing:
         """A connection whose first WAL switches fail the way SQLite's do while another process

@@ -19,8 +19,8 @@ from typing import Any
 import attrs
 import pytest
 
-from flowkit.backends.airflow import AirflowCompiler, task_ids
-from flowkit.backends.options import CompileOptions, code_digests
+from flowkit.backends.compilers.airflow import AirflowCompiler, task_ids
+from flowkit.backends.compilers.options import CompileOptions, code_digests
 from flowkit.cli import main
 from flowkit.errors import CompileError
 from flowkit.loading import load_flow
@@ -335,13 +335,13 @@ def test_airflow_run_then_local_run_is_all_cached_with_an_equal_result(airflow: 
     assert airflow.run(f"airflow-first:{name}")["state"] == "success"
     flow = flow_of(name)
     records = airflow.records(flow, f"airflow-first:{name}")
-    assert {n: r and r["status"] for n, r in records.items()} == {n: "ran" for n in flow.graph.nodes}
+    assert {n: r and r.status for n, r in records.items()} == {n: "ran" for n in flow.graph.nodes}
     local = flow.run(store=airflow.root / "store", **AIRFLOW_FIRST[name])
     assert {n: o.status for n, o in local.steps.items()} == {n: "cached" for n in flow.graph.nodes}
-    airflow_digests = {n: r["output"]["digest"] for n, r in records.items()}
+    airflow_digests = {n: r.output.digest for n, r in records.items()}
     assert {n: o.output.digest for n, o in local.steps.items()} == airflow_digests
     last = records[flow.graph.order()[-1]]
-    assert local.result == airflow.store.load(last["output"])
+    assert local.result == airflow.store.load(last.output)
 
 
 @pytest.mark.consumer
@@ -349,8 +349,8 @@ def test_airflow_run_then_local_run_is_all_cached_with_an_equal_result(airflow: 
 def test_local_run_then_airflow_run_is_all_cached(airflow: Consumer, name: str) -> None:
     assert airflow.run(f"local-first:{name}")["state"] == "success"
     records = airflow.records(flow_of(name), f"local-first:{name}")
-    assert {n: r and r["status"] for n, r in records.items()} == {n: "cached" for n in records}
-    assert {n: r["output"]["digest"] for n, r in records.items()} == airflow.local_digests[name]
+    assert {n: r and r.status for n, r in records.items()} == {n: "cached" for n in records}
+    assert {n: r.output.digest for n, r in records.items()} == airflow.local_digests[name]
 
 
 @pytest.mark.consumer
@@ -359,9 +359,9 @@ def test_hostile_values_arrive_unchanged_and_nothing_is_injected(airflow: Consum
     for label, text in [("hostile:default", HOSTILE), ("hostile:passed", PASSED)]:
         assert airflow.run(label)["state"] == "success"
         records = airflow.records(flow, label)
-        said = airflow.store.load(records[HOSTILE_NODE]["output"])
+        said = airflow.store.load(records[HOSTILE_NODE].output)
         assert said == {"text": text, "env": HOSTILE}
-        assert airflow.store.load(records["measure"]["output"])["text"] == text
+        assert airflow.store.load(records["measure"].output)["text"] == text
     assert list(airflow.root.rglob("INJECTED")) == []
     assert not (REPO / "INJECTED").exists() and not Path("INJECTED").exists()
 
@@ -373,9 +373,9 @@ def test_resubmitting_a_failed_run_reuses_its_finished_steps(airflow: Consumer) 
     assert failed["state"] == "failed" and again["state"] == "success"
     assert failed["run_id"] != again["run_id"]
     first = airflow.records(flow, "resume:fails")
-    assert {n: r and r["status"] for n, r in first.items()} == {"prepare": "ran", "side": "ran", "gate": "failed",
+    assert {n: r and r.status for n, r in first.items()} == {"prepare": "ran", "side": "ran", "gate": "failed",
                                                                 "finish": None}
     second = airflow.records(flow, "resume:again")
-    assert {n: r["status"] for n, r in second.items()} == {"prepare": "cached", "side": "cached", "gate": "ran",
+    assert {n: r.status for n, r in second.items()} == {"prepare": "cached", "side": "cached", "gate": "ran",
                                                            "finish": "ran"}
-    assert airflow.store.load(second["finish"]["output"]) == 3 * 10 + 1 + 3 + 1
+    assert airflow.store.load(second["finish"].output) == 3 * 10 + 1 + 3 + 1

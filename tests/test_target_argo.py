@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 import yaml
 
-from flowkit.backends.argo import ArgoCompiler, k8s_name, unique_names
-from flowkit.backends.options import CompileOptions, code_digests
-from flowkit.params import FLOW_DEFAULT
+from flowkit.backends.compilers.argo import ArgoCompiler, k8s_name, unique_names
+from flowkit.backends.compilers.options import CompileOptions, code_digests
+from flowkit.authoring.params import FLOW_DEFAULT
 from flowkit.cli import main
 from flowkit.errors import CompileError
 from flowkit.loading import load_flow
@@ -259,7 +259,7 @@ def test_a_default_argo_cannot_carry_is_taken_from_the_flow(write_module, defaul
     doc = yaml.safe_load(_compile_module(module))
     x, y = spec_of(doc)["arguments"]["parameters"]
     assert (x["value"], y["value"]) == (FLOW_DEFAULT, "1")
-    from flowkit.params import parse_assignments
+    from flowkit.authoring.params import parse_assignments
 
     assert module.f.resolve_params(parse_assignments("f", [f"x={x['value']}", "y=1"], module.f.params)) == {
         "x": default, "y": 1}
@@ -379,8 +379,8 @@ def consumer_doc(ref: str, store: Path, tmp_path: Path, **changes: Any) -> dict[
 def compiled_output(store: Path, run_id: str, node: str) -> Any:
     opened = open_store(store.as_uri())
     record = opened.read_node(run_id, node)
-    assert record is not None and record["status"] in ("ran", "cached"), record
-    return opened.load(record["output"])
+    assert record is not None and record.status in ("ran", "cached"), record
+    return opened.load(record.output)
 
 
 def node_statuses(store: Path, run_id: str, capsys) -> dict[str, str]:

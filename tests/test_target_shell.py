@@ -17,11 +17,12 @@ from typing import Any
 
 import pytest
 
-from flowkit.backends.options import CompileOptions
-from flowkit.backends.shell import ShellCompiler
+from flowkit.backends.compilers.options import CompileOptions
+from flowkit.backends.compilers.shell import ShellCompiler
 from flowkit.errors import CompileError
 from flowkit.loading import load_flow
 from flowkit.store import open_store
+from flowkit.store.records import NodeRecord
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = REPO / "tests" / "golden" / "shell"
@@ -202,18 +203,18 @@ def run_script(script: Path, *args: str, cwd: Path, python: bool = True,
                           timeout=300)
 
 
-def records(store: Path, run_id: str) -> dict[str, dict[str, Any]]:
+def records(store: Path, run_id: str) -> dict[str, NodeRecord]:
     """The node records a run left in the store, by node."""
-    return {r["node"]: r for r in open_store(store, create=False).node_records(run_id)}
+    return {r.node: r for r in open_store(store, create=False).node_records(run_id)}
 
 
 def statuses(store: Path, run_id: str) -> dict[str, str]:
-    return {node: r["status"] for node, r in records(store, run_id).items()}
+    return {node: r.status for node, r in records(store, run_id).items()}
 
 
 def output(store: Path, run_id: str, node: str) -> Any:
     record = records(store, run_id)[node]
-    return open_store(store, create=False).load(record["output"])
+    return open_store(store, create=False).load(record.output)
 
 
 def test_every_golden_script_passes_shellcheck(tmp_path: Path, write_module) -> None:
@@ -250,7 +251,7 @@ def test_compiled_run_then_local_run_is_all_cache_hits(tmp_path: Path, store: Pa
     assert {name: step.status for name, step in local.steps.items()} == dict.fromkeys(local.steps, "cached")
     assert local.result == output(store, "shell-1", "count_letters") == {"text": "HELLO, ADA!", "letters": 8}
     compiled = records(store, "shell-1")
-    assert {n: s.output.digest for n, s in local.steps.items()} == {n: r["output"]["digest"] for n, r in compiled.items()}
+    assert {n: s.output.digest for n, s in local.steps.items()} == {n: r.output.digest for n, r in compiled.items()}
 
 
 def test_local_run_then_compiled_run_is_all_cache_hits(tmp_path: Path, store: Path) -> None:
@@ -260,8 +261,8 @@ def test_local_run_then_compiled_run_is_all_cache_hits(tmp_path: Path, store: Pa
     proc = run_script(script, "--test-size", "0.3", "--seed=1", "--run-id", "shell-after-local", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     compiled = records(store, "shell-after-local")
-    assert {n: r["status"] for n, r in compiled.items()} == dict.fromkeys(local.steps, "cached")
-    assert {n: r["output"]["digest"] for n, r in compiled.items()} == {n: s.output.digest for n, s in local.steps.items()}
+    assert {n: r.status for n, r in compiled.items()} == dict.fromkeys(local.steps, "cached")
+    assert {n: r.output.digest for n, r in compiled.items()} == {n: s.output.digest for n, s in local.steps.items()}
     assert output(store, "shell-after-local", "pick_best") == local.result
 
 

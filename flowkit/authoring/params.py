@@ -1,0 +1,169 @@
+"""Flow parameters: the schema read from the flow signature, and checking values against it."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from typing import Any, Callable
+
+import attrs
+
+from flowkit.errors import FlowDefinitionError, ParameterError
+
+RESERVED = ("backend", "workers", "force", "force_steps", "store")
+# `-p NAME=<this>` means "the flow's own default": for targets that cannot write some defaults
+# (Argo evaluates "{{" in every value and has no escape for it)
+FLOW_DEFAULT = "<flowkit: the flow's default>"
+_TYPES: dict[Any, str] = {int: "int", float: "float", str: "str", bool: "bool", list: "list", dict: "dict"}
+_NO_DEFAULT = inspect.Parameter.empty
+
+
+@attrs.frozen
+class ParamSpec:
+    """One flow parameter: name, JSON type (or "any"), default."""
+
+    name: str
+    type: str
+    default: Any = _NO_DEFAULT
+
+    @property
+    def required(self) -> bool:
+        return self.default is _NO_DEFAULT
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON-schema-like description used by the CLI, compiled targets and the REST API."""
+        out: dict[str, Any] = {"name": self.name, "type": self.type, "required": self.required}
+        if not self.required:
+            out["default"] = self.default
+        return out
+
+
+def _type_name(flow: str, param: inspect.Parameter) -> str:
+    annotation = param.annotation
+    if isinstance(annotation, str):  # from __future__ import annotations
+        annotation = {"int": int, "float": float, "str": str, "bool": bool, "list": list, "dict": dict}.get(
+            annotation.split("[")[0], annotation
+        )
+    origin = getattr(annotation, "__origin__", annotation)  # list[int] -> list
+    if origin is _NO_DEFAULT:
+        return _TYPES.get(type(param.default), "any") if param.default is not None else "any"
+    if origin in _TYPES:
+        return _TYPES[origin]
+    raise FlowDefinitionError(
+        f"flow {flow!r}: parameter {param.name!r} has annotation {annotation!r}",
+        hint="flow parameters are JSON values: annotate with int, float, str, bool, list or dict",
+    )
+
+
+def schema_of(flow: str, fn: Callable[..., Any]) -> tuple[ParamSpec, ...]:
+    """Parameter specs from the flow function's signature, checked for reserved names and JSON defaults."""
+    specs = []
+    for param in inspect.signature(fn).parameters.values():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise FlowDefinitionError(f"flow {flow!r}: *args/**kwargs cannot be flow parameters",
+                                      hint="name each parameter")
+        if param.name in RESERVED:
+            raise FlowDefinitionError(
+                f"flow {flow!r}: parameter {param.name!r} is a reserved run option",
+                hint=f"rename it; reserved: {', '.join(RESERVED)}",
+            )
+        spec = ParamSpec(param.name, _type_name(flow, param), param.default)
+        if not spec.required:
+            _check_type(flow, spec, spec.default, what="default")
+        specs.append(spec)
+    return tuple(specs)
+
+
+def _matches(type_name: str, value: Any) -> bool:
+    if type_name == "any":
+        return _is_json(value)
+    if type_name == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if type_name == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    expected = {"str": str, "bool": bool, "list": (list, tuple), "dict": dict}[type_name]
+    return isinstance(value, expected) and _is_json(value)
+
+
+def _is_json(value: Any) -> bool:
+    try:
+        json.dumps(value, allow_nan=False)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def _check_type(flow: str, spec: ParamSpec, value: Any, *, what: str = "value") -> Any:
+    if not _matches(spec.type, value):
+        raise ParameterError(
+            f"flow {flow!r}: parameter {spec.name!r} expects {spec.type}, got {what} {value!r}",
+            hint=f"pass a {spec.type} JSON value, e.g. -p {spec.name}={_example(spec.type)}",
+        )
+    if spec.type == "float":
+        return float(value)
+    if spec.type == "list":
+        return list(value)
+    return value
+
+
+def _example(type_name: str) -> str:
+    return {"int": "10", "float": "0.5", "str": "text", "bool": "true", "list": "'[1,2]'",
+            "dict": "'{\"a\":1}'"}.get(type_name, "1")
+
+
+def parse_cli_value(text: str) -> Any:
+    """``-p`` values parse as JSON when they do, else they are strings."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def cli_text(type_name: str, value: Any) -> str:
+    """A value as ``-p NAME=TEXT`` gives it back through ``parse_assignments``: a ``str``
+    parameter as its text, anything else as JSON. Every backend and target passes values so."""
+    if type_name == "str" and isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True)
+
+
+def parse_assignments(flow: str, items: list[str] | None, schema: tuple[ParamSpec, ...] = ()) -> dict[str, Any]:
+    """``["n=3", "name=x"]`` -> ``{"n": 3, "name": "x"}``.
+
+    A ``str`` parameter takes the text as it is (``-p tag=123`` is ``"123"``); any other value is
+    read as JSON when it parses, else as a string, and checked against the schema later.
+    """
+    text_params = {spec.name for spec in schema if spec.type == "str"}
+    out: dict[str, Any] = {}
+    for item in items or ():
+        name, sep, text = item.partition("=")
+        if not sep or not name:
+            raise ParameterError(f"flow {flow!r}: cannot read -p {item!r}", hint="write -p NAME=VALUE")
+        if text == FLOW_DEFAULT:
+            out.pop(name, None)
+            continue
+        out[name] = text if name in text_params else parse_cli_value(text)
+    return out
+
+
+def resolve(flow: str, schema: tuple[ParamSpec, ...], given: dict[str, Any]) -> dict[str, Any]:
+    """Defaults filled in and every value checked: unknown names list the valid ones."""
+    by_name = {spec.name: spec for spec in schema}
+    unknown = sorted(set(given) - set(by_name))
+    if unknown:
+        raise ParameterError(
+            f"flow {flow!r} has no parameter {', '.join(map(repr, unknown))}",
+            hint=f"parameters: {', '.join(by_name) or '(none)'}",
+        )
+    values: dict[str, Any] = {}
+    for spec in schema:
+        if spec.name in given:
+            values[spec.name] = _check_type(flow, spec, given[spec.name])
+        elif spec.required:
+            raise ParameterError(
+                f"flow {flow!r}: parameter {spec.name!r} ({spec.type}) is required",
+                hint=f"pass it: -p {spec.name}={_example(spec.type)}",
+            )
+        else:
+            values[spec.name] = spec.default
+    return values

@@ -1,0 +1,129 @@
+"""``flowkit run``, ``plan`` and ``run-step``: running flows and single steps."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from flowkit.cli.args import add_flow, add_json, add_params, add_store, flow_and_params
+from flowkit.cli.output import print_json, seconds, table
+from flowkit.errors import CodeMismatchError, UsageError
+
+
+def add_parsers(sub: Any) -> None:
+    run = sub.add_parser("run", help="run a flow; unchanged steps are cache hits")
+    add_flow(run)
+    add_params(run)
+    run.add_argument("--backend", default="local", help="local (default), process or docker")
+    run.add_argument("--workers", type=int, help="parallel steps (process/docker; default: cores)")
+    run.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
+    run.add_argument("--force", action="store_true", help="re-run every step")
+    run.add_argument("--force-step", dest="force_steps", action="append", default=[], metavar="NAME",
+                     help="re-run this step; downstream re-runs only if its output changes")
+    add_json(run, "print the result as JSON")
+    add_store(run)
+    run.set_defaults(handler=cmd_run)
+
+    plan = sub.add_parser("plan", help="what a run would do, and why (runs nothing)")
+    add_flow(plan)
+    add_params(plan)
+    plan.add_argument("--force", action="store_true", help="plan as if every step were forced")
+    plan.add_argument("--force-step", dest="force_steps", action="append", default=[], metavar="NAME",
+                      help="plan as if this step were forced")
+    add_json(plan, "print the plan as JSON")
+    add_store(plan)
+    plan.set_defaults(handler=cmd_plan)
+
+    step = sub.add_parser("run-step", help="run one step of a run against a store (used by backends and compiled files)")
+    step.add_argument("--flow", required=True, metavar="FLOW")
+    step.add_argument("--step", required=True, metavar="NAME")
+    step.add_argument("--run-id", required=True, metavar="ID")
+    step.add_argument("--store", required=True, metavar="URI")
+    add_params(step)
+    step.add_argument("--no-retries", action="store_true", help="the orchestrator retries; run the step once")
+    step.add_argument("--force", action="store_true", help="run the step even if its key is cached")
+    step.add_argument("--expect-code", metavar="DIGEST", help="refuse to run if the step's code digest differs")
+    step.add_argument("--bundle", metavar="DIGEST", help="import the flow from this code bundle in the store")
+    step.set_defaults(handler=cmd_run_step)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    flow, params = flow_and_params(args.flow, args.params)
+    plan = flow.plan(force=args.force, force_steps=args.force_steps, store=args.store, **params)
+    if args.json:
+        print_json(plan.to_json())
+        return 0
+    print(table([[r.node, r.verdict, r.reason] for r in plan.rows], ["STEP", "VERDICT", "REASON"]))
+    counts = plan.counts()
+    print(f"\n{counts['cached']} cached, {counts['run']} to run, {counts['after upstream']} after upstream")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        return cmd_plan(args)
+    flow, params = flow_and_params(args.flow, args.params)
+    run = flow.run(backend=args.backend, workers=args.workers, force=args.force, force_steps=args.force_steps,
+                   store=args.store, **params)
+    if args.json:
+        print_json({"run_id": run.id, "status": run.status,
+                    "steps": {n: {"status": o.status, "duration": o.duration, "error": o.error}
+                              for n, o in run.steps.items()}})
+    else:
+        rows = [[n, o.status, seconds(o.duration), (o.output.digest[:12] if o.output else "-")]
+                for n, o in run.steps.items()]
+        print(table(rows, ["STEP", "STATUS", "TIME", "OUTPUT"]))
+        counts = {s: sum(o.status == s for o in run.steps.values()) for s in ("ran", "cached", "failed", "skipped")}
+        print(f"\nrun {run.id} {run.status}: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v))
+    for failed in run.failed_steps:
+        print_failure(failed, gap="\n")
+    return 0 if run.status == "succeeded" else 1  # a step failed: SPEC §11
+
+
+def print_failure(outcome: Any, gap: str = "") -> None:
+    """A failed step's error and traceback, on stderr."""
+    print(f"{gap}step {outcome.node!r} failed: {outcome.error}", file=sys.stderr)
+    if outcome.traceback:
+        print(outcome.traceback.rstrip(), file=sys.stderr)
+
+
+def cmd_run_step(args: argparse.Namespace) -> int:
+    outcome = run_step(args.flow, args.step, args.run_id, args.store, args.params, retries=not args.no_retries,
+                       expect_code=args.expect_code, bundle=args.bundle, force=args.force)
+    if outcome.status == "failed":
+        print_failure(outcome)
+        return 1
+    digest = outcome.output.digest[:12] if outcome.output else "-"
+    print(f"step {outcome.node!r} {outcome.status} in {outcome.duration:.3f}s, output {digest}")
+    return 0
+
+
+def run_step(flow_ref: str, name: str, run_id: str, store_uri: str, raw_params: list[str] | None, *,
+             retries: bool = True, expect_code: str | None = None, bundle: str | None = None,
+             force: bool = False) -> Any:
+    """Open the store, load the flow (from a bundle in it, if given), check the code is the
+    compiled code, then run or reuse the node."""
+    from flowkit.authoring.params import parse_assignments
+    from flowkit.execution.entrypoint import run_step as run_node
+    from flowkit.keys.code import code_fingerprint
+    from flowkit.loading import load_flow
+    from flowkit.store import open_store
+
+    if not run_id or "/" in run_id or run_id in (".", "..") or "\0" in run_id:
+        raise UsageError(f"run-step: --run-id {run_id!r} cannot name a run folder",
+                         hint="use letters, digits and -_.:+ (an orchestrator's run id works)")
+    store = open_store(store_uri)
+    if bundle:
+        from flowkit.store.bundle import activate
+
+        flow_ref = activate(store, bundle, flow_ref)
+    flow = load_flow(flow_ref)
+    node = flow.graph.node(name)  # an unknown name lists the valid ones
+    if expect_code is not None and code_fingerprint(node.step.fn).digest != expect_code:
+        raise CodeMismatchError(
+            f"flow {flow.name!r}, step {name!r}: the code here differs from the code that was compiled",
+            hint="deploy the compiled version of the flow, or compile again from this code",
+        )
+    params = flow.resolve_params(parse_assignments(flow.name, raw_params, flow.params))
+    return run_node(flow, name, run_id, store, params, retries=retries, force=force)

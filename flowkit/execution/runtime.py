@@ -1,0 +1,241 @@
+"""Running one step: the one function every backend and the ``run-step`` entrypoint go through.
+
+``execute`` computes the step's key from its code, arguments and upstream digests, records a
+cache hit, or loads the inputs, calls the function (with retries), stores the output and writes
+the key record and the node record at once, so a killed run loses no finished step.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import time
+import traceback
+from collections import OrderedDict
+from typing import Any, Callable, Protocol
+
+import attrs
+
+from flowkit.authoring.metrics import Metric, collecting
+from flowkit.errors import CorruptObject, FlowkitError, MissingInput, SerializationError, StepFailure
+from flowkit.graph.nodes import Arg, FlowGraph, FlowSpec, Literal, Mapping, Node, ParamRef, Ref, Seq
+from flowkit.keys.parts import KeyParts, resolve_path
+from flowkit.store.objects import StoredOutput
+from flowkit.store.records import NodeRecord
+from flowkit.store.store import Store
+from flowkit.execution.verdict import Decision, decide
+
+
+class NodeLog(Protocol):
+    """Where an in-process runner's node records go (``store.journal.Journal`` writes them in batches)."""
+
+    def add(self, record: NodeRecord) -> None: ...
+
+    def flush(self) -> None: ...
+
+
+@attrs.define
+class RunContext:
+    """What every step of one run shares."""
+
+    flow: FlowSpec
+    params: dict[str, Any]
+    store: Store
+    run_id: str
+    force: bool = False
+    force_steps: frozenset[str] = frozenset()
+    retries: bool = True  # False when the orchestrator does the retrying
+    journal: NodeLog | None = None  # None: each record is written at once (run-step)
+
+    def record(self, outcome: "NodeOutcome") -> None:
+        """Record a node's outcome in this run's history."""
+        record = outcome.record(self.flow.name, self.run_id)
+        if self.journal is None:
+            self.store.write_node(record)
+        else:
+            self.journal.add(record)
+
+    @property
+    def graph(self) -> FlowGraph:
+        return self.flow.graph
+
+    def forced(self, node: str) -> bool:
+        return self.force or node in self.force_steps
+
+    def evolve_forced(self, node: str) -> "RunContext":
+        """The same run with ``node`` forced: to re-make an output found corrupt."""
+        return attrs.evolve(self, force_steps=self.force_steps | {node})
+
+    def decide(self, name: str, upstream: dict[str, str]) -> Decision:
+        """The verdict of node ``name`` in this run, given its upstream output digests."""
+        return decide(self.store, self.graph.nodes[name], params=self.params, upstream=upstream,
+                      flow_image=self.flow.image, forced=self.forced(name))
+
+
+@attrs.define
+class NodeOutcome:
+    """What happened to one node in one run; ``record()`` is its immutable store record."""
+
+    node: str
+    status: str  # ran | cached | failed | skipped
+    key: str | None = None
+    parts: KeyParts | None = None
+    output: StoredOutput | None = None
+    started: float = 0.0
+    duration: float = 0.0
+    attempts: int = 0
+    error: str | None = None
+    traceback: str | None = None
+    metrics: list[Metric] = attrs.field(factory=list)
+    logged_params: dict[str, Any] = attrs.field(factory=dict)
+    key_recorded: bool = False  # a key record holds the parts, so this node's record need not repeat them
+
+    @property
+    def cache_key(self) -> str | None:
+        return self.key
+
+    @property
+    def output_digest(self) -> str | None:
+        """The content digest of the output (what downstream keys use), or None."""
+        return self.output.digest if self.output else None
+
+    def record(self, flow: str, run_id: str, *, with_parts: bool = False) -> NodeRecord:
+        return NodeRecord(
+            flow=flow, run_id=run_id, node=self.node, status=self.status, key=self.key,
+            parts=self.parts if with_parts or not self.key_recorded else None, output=self.output,
+            started=self.started, duration=self.duration, attempts=self.attempts, error=self.error,
+            traceback=self.traceback, metrics=self.metrics, logged_params=self.logged_params,
+        )
+
+    @classmethod
+    def from_record(cls, record: NodeRecord) -> "NodeOutcome":
+        return cls(
+            node=record.node, status=record.status, key=record.key, parts=record.parts, output=record.output,
+            started=record.started, duration=record.duration, attempts=record.attempts, error=record.error,
+            traceback=record.traceback, metrics=record.metrics, logged_params=record.logged_params,
+        )
+
+
+def value_of(arg: Arg, params: dict[str, Any], load: Callable[[str], Any]) -> Any:
+    """The Python value an argument tree stands for at run time."""
+    if isinstance(arg, Literal):
+        return arg.value
+    if isinstance(arg, ParamRef):
+        return resolve_path(params[arg.name], arg.path)
+    if isinstance(arg, Ref):
+        return resolve_path(load(arg.node), arg.path)
+    if isinstance(arg, Seq):
+        items = [value_of(item, params, load) for item in arg.items]
+        return items if arg.kind == "list" else tuple(items)
+    assert isinstance(arg, Mapping)
+    return {key: value_of(item, params, load) for key, item in arg.items}
+
+
+def loader(store: Store, outputs: dict[str, StoredOutput]) -> Callable[[str], Any]:
+    """Load upstream outputs by node name, each once, turning corruption into MissingInput."""
+    loaded: dict[str, Any] = {}
+
+    def load(node: str) -> Any:
+        if node not in loaded:
+            try:
+                loaded[node] = store.load(outputs[node])
+            except CorruptObject as exc:
+                raise MissingInput(node, str(exc)) from None
+        return loaded[node]
+
+    return load
+
+
+def call_args(node: Node, values: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Positional and keyword arguments rebuilt from the bound values."""
+    bound = inspect.BoundArguments(node.step.signature, OrderedDict(values))
+    return bound.args, bound.kwargs
+
+
+def invoke(node: Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Call the step function: here, or in a child process that a timeout can kill."""
+    timeout = node.step.opts.timeout
+    if timeout is None:
+        return node.step.fn(*args, **kwargs)
+    from flowkit.execution.forking import call_with_timeout
+
+    return call_with_timeout(node.step.fn, args, kwargs, timeout=timeout, name=node.name)
+
+
+def user_traceback(exc: BaseException) -> str:
+    """The traceback from the user's code on, without flowkit's own frames."""
+    if isinstance(exc, StepFailure):
+        return exc.traceback_text
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep  # flowkit/
+
+
+def execute(ctx: RunContext, name: str, outputs: dict[str, StoredOutput],
+            decision: Decision | None = None) -> NodeOutcome:
+    """Run or reuse one node; records the outcome in the store before returning it.
+
+    ``outputs`` holds the outputs of (at least) this node's upstream nodes. Raises MissingInput
+    when an upstream object is missing or corrupt, so the caller can make it again.
+    """
+    node = ctx.graph.nodes[name]
+    started = time.time()
+    if decision is None:
+        decision = ctx.decide(name, {up: outputs[up].digest for up in node.inputs()})
+    if decision.hit is not None:
+        outcome = NodeOutcome(name, "cached", decision.key, decision.parts, decision.hit, started,
+                              time.time() - started, metrics=decision.metrics, logged_params=decision.logged_params,
+                              key_recorded=True)
+    else:
+        outcome = _run(ctx, node, outputs, decision, started)
+    ctx.record(outcome)
+    return outcome
+
+
+def _run(ctx: RunContext, node: Node, outputs: dict[str, StoredOutput], decision: Decision,
+         started: float) -> NodeOutcome:
+    load = loader(ctx.store, outputs)
+    values = {key: value_of(arg, ctx.params, load) for key, arg in node.args.items()}
+    args, kwargs = call_args(node, values)
+    opts = node.step.opts
+    retries = opts.retries if ctx.retries else 0
+    outcome = NodeOutcome(node.name, "failed", decision.key, decision.parts, started=started)
+    with collecting(node.name) as log:
+        for attempt in range(1, retries + 2):
+            outcome.attempts = attempt
+            try:
+                value = invoke(node, args, kwargs)
+                break
+            except FlowkitError:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - the user's code may raise anything
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                outcome.error = exc.error if isinstance(exc, StepFailure) else f"{type(exc).__name__}: {exc}"
+                outcome.traceback = user_traceback(exc)
+                if attempt <= retries and opts.retry_delay:
+                    time.sleep(opts.retry_delay)
+        else:
+            outcome.metrics, outcome.logged_params = log.metrics, log.params
+            outcome.duration = time.time() - started
+            return outcome
+    outcome.metrics, outcome.logged_params = log.metrics, log.params
+    try:
+        outcome.output = ctx.store.put(value, where=f"flow {ctx.flow.name!r}, step {node.name!r}")
+    except SerializationError as exc:
+        outcome.error, outcome.traceback = str(exc), None
+        outcome.duration = time.time() - started
+        return outcome
+    outcome.status, outcome.error, outcome.traceback = "ran", None, None
+    outcome.duration = time.time() - started
+    if decision.key is not None and node.step.opts.cache:
+        # the node record of this run, too: `cache reindex` restores it if the run is killed before
+        # its journal is written
+        ctx.store.write_key(attrs.evolve(outcome.record(ctx.flow.name, ctx.run_id, with_parts=True),
+                                         created=time.time()))
+        outcome.key_recorded = True
+    return outcome

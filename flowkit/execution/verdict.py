@@ -1,0 +1,57 @@
+"""A node's cache verdict: its key from the ``keys`` side, looked up in the store.
+
+The same function decides for a run and for a plan, so the plan predicts the run. A value or
+code that cannot be fingerprinted stably gives no key: the step runs uncached, with the reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from flowkit.authoring.metrics import Metric
+from flowkit.errors import Unstable
+from flowkit.graph.nodes import Node
+from flowkit.keys import parts as key_parts
+from flowkit.keys.code import code_fingerprint
+from flowkit.keys.parts import KeyParts
+from flowkit.store.objects import StoredOutput
+from flowkit.store.store import Store
+
+
+@attrs.define
+class Decision:
+    """A node's verdict: ``hit`` is set for a cache hit; ``key`` is None when uncacheable."""
+
+    key: str | None
+    parts: KeyParts | None
+    hit: StoredOutput | None = None
+    reason: str | None = None  # why it cannot be cached (disabled, forced, unstable input)
+    metrics: list[Metric] = attrs.field(factory=list)  # logged by the run that made the hit
+    logged_params: dict[str, Any] = attrs.field(factory=dict)
+
+
+def decide(store: Store, node: Node, *, params: dict[str, Any], upstream: dict[str, str],
+           flow_image: str | None, forced: bool) -> Decision:
+    """Compute the key of ``node`` given its upstream output digests, and look it up."""
+    opts = node.step.opts
+    try:
+        code = code_fingerprint(node.step.fn)
+    except Unstable as exc:
+        return Decision(None, None, reason=f"unstable code: {exc.reason}")
+    try:
+        args = {name: key_parts.arg_part(arg, params, upstream) for name, arg in node.args.items()}
+    except Unstable as exc:
+        return Decision(None, None, reason=f"unstable input: {exc.reason}")
+    parts = key_parts.key_parts(version=opts.version, code=code, args=args, image=opts.image or flow_image,
+                                env=opts.env)
+    key = parts.key
+    if not opts.cache:
+        return Decision(key, parts, reason="cache disabled")
+    if forced:
+        return Decision(key, parts, reason="forced")
+    record = store.read_key(key)
+    if record is not None and record.output is not None and store.has(record.output):
+        return Decision(key, parts, hit=record.output, metrics=record.metrics, logged_params=record.logged_params)
+    return Decision(key, parts)

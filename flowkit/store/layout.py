@@ -1,0 +1,72 @@
+"""Where everything lives under a store's root: the one module that names paths in a store.
+
+::
+
+    objects/ab/<blake3 of the bytes>       serialized outputs over 2 KiB (smaller ones are inline in
+                                             the records), verified on every read
+    keys/ab/<cache key>.json                 key parts + output of one step execution
+    runs/<run id>/run.json                   flow, params, node list (written once at start)
+    runs/<run id>/nodes/<node>.json          one node's outcome, from run-step (one process per node)
+    runs/<run id>/batches/<time>-<pid>.json  node outcomes of in-process runners, written in batches
+    runs/<run id>/end.json                   final status (written once at the end)
+    bundles/<digest>/                        a code bundle, unpacked (``compile --bundle``)
+    index.sqlite                             history index, rebuilt from the records by reindex
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+OBJECTS, KEYS, RUNS, BUNDLES = "objects", "keys", "runs", "bundles"
+INDEX = "index.sqlite"
+INDEX_FILES = (INDEX, f"{INDEX}-wal", f"{INDEX}-shm")
+TOP_LEVEL = (OBJECTS, KEYS, RUNS, *INDEX_FILES)  # what `cache clear` removes
+
+
+def object_path(object_id: str) -> str:
+    return f"{OBJECTS}/{object_id[:2]}/{object_id}"
+
+
+def key_path(key: str) -> str:
+    return f"{KEYS}/{key[:2]}/{key}.json"
+
+
+def is_key_path(path: str) -> bool:
+    return path.startswith(f"{KEYS}/") and path.endswith(".json") and path.count("/") == 2
+
+
+def run_folder(run_id: str) -> str:
+    return f"{RUNS}/{run_id}"
+
+
+def run_header_path(run_id: str) -> str:
+    return f"{RUNS}/{run_id}/run.json"
+
+
+def run_end_path(run_id: str) -> str:
+    return f"{RUNS}/{run_id}/end.json"
+
+
+def node_filename(name: str) -> str:
+    """A node name as a safe, reversible file name (names may hold any character)."""
+    return quote(name, safe="-_") + ".json"
+
+
+def nodes_folder(run_id: str) -> str:
+    return f"{RUNS}/{run_id}/nodes"
+
+
+def node_path(run_id: str, node: str) -> str:
+    return f"{RUNS}/{run_id}/nodes/{node_filename(node)}"
+
+
+def batches_folder(run_id: str) -> str:
+    return f"{RUNS}/{run_id}/batches"
+
+
+def batch_path(run_id: str, name: str) -> str:
+    return f"{RUNS}/{run_id}/batches/{name}.json"
+
+
+def bundle_folder(digest: str) -> str:
+    return f"{BUNDLES}/{digest}"
