@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from flowkit.backends.compilers.options import CompileOptions
+    from flowkit.backends.base import CompileOptions
 
 
 def run_step_argv(flow_ref: str, node: str, store: str) -> list[str]:

@@ -1,4 +1,6 @@
-"""flowkit: plain-Python pipelines, cached by content, run locally or compiled for orchestrators."""
+"""flowkit: plain-Python pipelines, cached by content, run locally or compiled for orchestrators.
+
+The public API (``import flowkit as fk``): it imports the authoring parts and the ``Flow`` facade."""
 
 from flowkit.authoring.files import File
 from flowkit.authoring.metrics import log_metric, log_param

@@ -159,7 +159,7 @@ def test_python_dash_m_flowkit_help() -> None:
 
 def test_run_step_takes_a_node_named_like_an_option(tmp_path: Path) -> None:
     from flowkit.backends._command import step_argv
-    from flowkit.backends.compilers.options import CompileOptions
+    from flowkit.backends.base import CompileOptions
 
     (tmp_path / "dashed.py").write_text(textwrap.dedent('''
         import flowkit as fk

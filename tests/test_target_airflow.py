@@ -20,7 +20,7 @@ import attrs
 import pytest
 
 from flowkit.backends.compilers.airflow import AirflowCompiler, task_ids
-from flowkit.backends.compilers.options import CompileOptions, code_digests
+from flowkit.backends.base import CompileOptions, code_digests
 from flowkit.cli import main
 from flowkit.errors import CompileError
 from flowkit.loading import load_flow

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from flowkit.backends.compilers.argo import ArgoCompiler, k8s_name, unique_names
-from flowkit.backends.compilers.options import CompileOptions, code_digests
+from flowkit.backends.base import CompileOptions, code_digests
 from flowkit.authoring.params import FLOW_DEFAULT
 from flowkit.cli import main
 from flowkit.errors import CompileError

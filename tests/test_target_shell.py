@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from flowkit.backends.compilers.options import CompileOptions
+from flowkit.backends.base import CompileOptions
 from flowkit.backends.compilers.shell import ShellCompiler
 from flowkit.errors import CompileError
 from flowkit.loading import load_flow

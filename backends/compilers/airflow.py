@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from flowkit.graph.nodes import FlowSpec
     from flowkit.authoring.params import ParamSpec
 
-    from flowkit.backends.compilers.options import CompileOptions
+    from flowkit.backends.base import CompileOptions
 
 SUPPORTED = {"retries", "retry_delay", "timeout", "env"}
 HINTS = no_container_hints('the airflow target', "the Airflow worker's Python")

@@ -31,7 +31,7 @@ from flowkit.backends.compilers._checks import refuse_unsupported
 from flowkit.backends._command import step_argv
 from flowkit.backends.compilers._render import render
 from flowkit.backends.base import Artifact
-from flowkit.backends.compilers.options import CompileOptions
+from flowkit.backends.base import CompileOptions
 
 if TYPE_CHECKING:
     from flowkit.graph.nodes import FlowSpec

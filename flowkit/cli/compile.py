@@ -52,7 +52,7 @@ def compile_flow(source: str, target: str, *, store: str | None = None, image: s
                  bundle: bool = False) -> list[Any]:
     """The target's artifacts for the flow ``source`` names (nothing written yet)."""
     from flowkit import registry
-    from flowkit.backends.compilers.options import CompileOptions, code_digests
+    from flowkit.backends.base import CompileOptions, code_digests
     from flowkit.loading import canonical_ref
 
     flow, ref = canonical_ref(source)

@@ -18,9 +18,7 @@ def add_parsers(sub: Any) -> None:
     run.add_argument("--backend", default="local", help="local (default), process or docker")
     run.add_argument("--workers", type=int, help="parallel steps (process/docker; default: cores)")
     run.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
-    run.add_argument("--force", action="store_true", help="re-run every step")
-    run.add_argument("--force-step", dest="force_steps", action="append", default=[], metavar="NAME",
-                     help="re-run this step; downstream re-runs only if its output changes")
+    _add_force(run, "re-run every step", "re-run this step; downstream re-runs only if its output changes")
     add_json(run, "print the result as JSON")
     add_store(run)
     run.set_defaults(handler=cmd_run)
@@ -28,9 +26,7 @@ def add_parsers(sub: Any) -> None:
     plan = sub.add_parser("plan", help="what a run would do, and why (runs nothing)")
     add_flow(plan)
     add_params(plan)
-    plan.add_argument("--force", action="store_true", help="plan as if every step were forced")
-    plan.add_argument("--force-step", dest="force_steps", action="append", default=[], metavar="NAME",
-                      help="plan as if this step were forced")
+    _add_force(plan, "plan as if every step were forced", "plan as if this step were forced")
     add_json(plan, "print the plan as JSON")
     add_store(plan)
     plan.set_defaults(handler=cmd_plan)
@@ -46,6 +42,11 @@ def add_parsers(sub: Any) -> None:
     step.add_argument("--expect-code", metavar="DIGEST", help="refuse to run if the step's code digest differs")
     step.add_argument("--bundle", metavar="DIGEST", help="import the flow from this code bundle in the store")
     step.set_defaults(handler=cmd_run_step)
+
+
+def _add_force(parser: argparse.ArgumentParser, every: str, one: str) -> None:
+    parser.add_argument("--force", action="store_true", help=every)
+    parser.add_argument("--force-step", dest="force_steps", action="append", default=[], metavar="NAME", help=one)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:

@@ -309,14 +309,6 @@ def _write_file(value: File, feed: Feed) -> None:
     feed.write_bytes(digest)
 
 
-@register_fingerprint(types.FunctionType, tag="function")
-def _write_function(value: types.FunctionType, feed: Feed) -> None:
-    """A function passed as a value is keyed by its code closure, like a step."""
-    from flowkit.keys.code import code_fingerprint  # codehash needs this module first
-
-    feed.write_text(code_fingerprint(value).digest)
-
-
 @register_fingerprint(types.CodeType, tag="code")
 def _write_code(value: types.CodeType, feed: Feed) -> None:
     """Bytecode, names and constants, without file names or line numbers: the fallback for sourceless code."""
