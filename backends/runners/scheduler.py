@@ -49,6 +49,10 @@ class Schedule:
         self._graph = graph
         self._position = {name: i for i, name in enumerate(graph.order())}
         self._waiting = {name: set(graph.upstream(name)) for name in graph.order()}
+        self._downstream: dict[str, list[str]] = {name: [] for name in graph.order()}
+        for name in graph.order():  # once here: networkx per finished node costs more than the node
+            for up in graph.upstream(name):
+                self._downstream[up].append(name)
         self._ready: list[tuple[int, str]] = []
         self._queued: set[str] = set()
         self._running: set[str] = set()
@@ -90,7 +94,7 @@ class Schedule:
         self.outcomes[name] = outcome
         if outcome.output is not None and outcome.status in ("ran", "cached"):
             self.outputs[name] = outcome.output
-        for down in self._graph.downstream(name):
+        for down in self._downstream[name]:
             waiting = self._waiting[down]
             if name in waiting:
                 waiting.discard(name)

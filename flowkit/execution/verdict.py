@@ -51,7 +51,7 @@ def decide(store: Store, node: Node, *, params: dict[str, Any], upstream: dict[s
         return Decision(key, parts, reason="cache disabled")
     if forced:
         return Decision(key, parts, reason="forced")
-    record = store.read_key(key)
-    if record is not None and record.output is not None and store.has(record.output):
-        return Decision(key, parts, hit=record.output, metrics=record.metrics, logged_params=record.logged_params)
+    hit = store.records.read_hit(key)
+    if hit is not None and store.objects.has(hit.output):
+        return Decision(key, parts, hit=hit.output, metrics=hit.metrics, logged_params=hit.logged_params)
     return Decision(key, parts)

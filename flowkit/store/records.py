@@ -94,6 +94,15 @@ class NodeRecord:
 
 
 @attrs.frozen
+class CacheHit:
+    """What a cache hit takes from a key record: the output, and what its run logged."""
+
+    output: StoredOutput
+    metrics: list[Metric]
+    logged_params: dict[str, Any]
+
+
+@attrs.frozen
 class RunHeader:
     """``run.json``: who ran what, with which parameters, on which backend."""
 
@@ -152,6 +161,15 @@ class Records:
     def read_key(self, key: str) -> NodeRecord | None:
         data = self._read(layout.key_path(key))
         return NodeRecord.from_json(data) if data and data.get("key") == key else None
+
+    def read_hit(self, key: str) -> CacheHit | None:
+        """The output of a key record, without the rest: a cached step's one read, on the hot path."""
+        data = self._read(layout.key_path(key))
+        if not data or data.get("key") != key or not data.get("output"):
+            return None
+        metrics = data.get("metrics")
+        return CacheHit(StoredOutput.from_json(data["output"]), [Metric.from_json(m) for m in metrics] if metrics else [],
+                        data.get("logged_params") or {})
 
     def write_key(self, record: NodeRecord) -> None:
         assert record.key is not None
