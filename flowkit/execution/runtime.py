@@ -138,7 +138,7 @@ def loader(store: Store, outputs: dict[str, StoredOutput]) -> Callable[[str], An
     def load(node: str) -> Any:
         if node not in loaded:
             try:
-                loaded[node] = store.load(outputs[node])
+                loaded[node] = store.objects.load(outputs[node])
             except CorruptObject as exc:
                 raise MissingInput(node, str(exc)) from None
         return loaded[node]
@@ -225,7 +225,7 @@ def _run(ctx: RunContext, node: Node, outputs: dict[str, StoredOutput], decision
             return outcome
     outcome.metrics, outcome.logged_params = log.metrics, log.params
     try:
-        outcome.output = ctx.store.put(value, where=f"flow {ctx.flow.name!r}, step {node.name!r}")
+        outcome.output = ctx.store.objects.put(value, where=f"flow {ctx.flow.name!r}, step {node.name!r}")
     except SerializationError as exc:
         outcome.error, outcome.traceback = str(exc), None
         outcome.duration = time.time() - started
@@ -235,7 +235,7 @@ def _run(ctx: RunContext, node: Node, outputs: dict[str, StoredOutput], decision
     if decision.key is not None and node.step.opts.cache:
         # the node record of this run, too: `cache reindex` restores it if the run is killed before
         # its journal is written
-        ctx.store.write_key(attrs.evolve(outcome.record(ctx.flow.name, ctx.run_id, with_parts=True),
+        ctx.store.records.write_key(attrs.evolve(outcome.record(ctx.flow.name, ctx.run_id, with_parts=True),
                                          created=time.time()))
         outcome.key_recorded = True
     return outcome

@@ -63,10 +63,13 @@ class Store:
                 hint="pass --store DIR (or set FLOWKIT_STORE) to a folder you can write",
             ) from None
 
-    # -- objects -----------------------------------------------------------------------------
+    # -- objects: the facade's shortcuts; flowkit's own code calls ``objects`` ------------------
 
     def put(self, value: Any, *, where: str) -> StoredOutput:
         return self.objects.put(value, where=where)
+
+    def has(self, output: StoredOutput) -> bool:
+        return self.objects.has(output)
 
     def load(self, output: StoredOutput | dict[str, Any] | str) -> Any:
         """An output's value, verified: from a StoredOutput, its JSON (as ``runs``/``show --json``
@@ -77,16 +80,7 @@ class Store:
         """The file of an object on this machine (for tools and tests)."""
         return self.fs.local(layout.object_path(object_id))
 
-    def has(self, output: StoredOutput) -> bool:
-        return self.objects.has(output)
-
     # -- cache keys --------------------------------------------------------------------------
-
-    def read_key(self, key: str) -> NodeRecord | None:
-        return self.records.read_key(key)
-
-    def write_key(self, record: NodeRecord) -> None:
-        self.records.write_key(record)
 
     def parts_of(self, record: NodeRecord | None) -> KeyParts | None:
         """A node record's key parts: in the record itself, or in the key record it points to."""
@@ -94,7 +88,7 @@ class Store:
             return None
         if record.parts is not None:
             return record.parts
-        key_record = self.read_key(record.key) if record.key else None
+        key_record = self.records.read_key(record.key) if record.key else None
         return key_record.parts if key_record else None
 
     # -- runs: every write goes to the records, then to the index ------------------------------
