@@ -11,7 +11,6 @@ branches run to the end. Ctrl-C stops every job and re-raises.
 from __future__ import annotations
 
 import heapq
-from multiprocessing.connection import wait
 from typing import Protocol
 
 from flowkit.errors import MissingInput
@@ -135,7 +134,7 @@ def run_nodes(ctx: RunContext, launcher: Launcher, workers: int) -> RunReport:
                     _collect(ctx, schedule, launcher, name, job, progress)
                 elif job is not None:
                     running[job.sentinel] = (name, job)
-            for sentinel in wait(list(running)) if running else ():
+            for sentinel in _wait(list(running)) if running else ():
                 name, job = running.pop(sentinel)  # type: ignore[arg-type]
                 _collect(ctx, schedule, launcher, name, job, progress)
     except BaseException:
@@ -145,6 +144,14 @@ def run_nodes(ctx: RunContext, launcher: Launcher, workers: int) -> RunReport:
     finally:
         progress.close()
     return RunReport(schedule.outcomes)
+
+
+def _wait(sentinels: list[int]) -> list[int]:
+    """The sentinels that turned readable; multiprocessing is imported only by runs that launch
+    jobs in other processes (20 modules a local run need not load)."""
+    from multiprocessing.connection import wait
+
+    return wait(sentinels)  # type: ignore[return-value]
 
 
 def _start(ctx: RunContext, schedule: Schedule, launcher: Launcher, name: str, progress: Progress) -> Job | None:
