@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable
 
 from flowkit.authoring import params as _params
-from flowkit.errors import FlowDefinitionError
+from flowkit.errors import FlowDefinitionError, Unstable
 from flowkit.graph.builder import trace
 from flowkit.graph.nodes import FlowGraph
+from flowkit.keys.code import code_fingerprint
 
 if TYPE_CHECKING:
     from flowkit.execution.plan import Plan
@@ -32,14 +33,20 @@ class Flow:
         self.image = image
         self.params = _params.schema_of(self.name, fn)
         self._graph: FlowGraph | None = None
+        self._graph_code: str | None = None  # the code fingerprint of the body the graph was traced from
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn
 
     @property
     def graph(self) -> FlowGraph:
-        """The validated graph, built once by tracing the body."""
-        if self._graph is None:
-            self._graph = self._build()
+        """The validated graph, traced from the body; traced again when the code or data the body
+        reaches has changed since (a step or a helper redefined in a notebook cell)."""
+        try:
+            code: str | None = code_fingerprint(self.fn).digest
+        except Unstable:
+            code = None  # cannot tell what changed: trace again
+        if self._graph is None or code is None or code != self._graph_code:
+            self._graph, self._graph_code = self._build(), code
         return self._graph
 
     def _build(self) -> FlowGraph:

@@ -35,7 +35,7 @@ ALLOWED: dict[str, set[str]] = {
     "compilers": {"backends", "keys", "graph", "authoring", "errors", "templates"},
     "templates": set(),
     "registry": {"backends", "errors"},
-    "flow": {"registry", "execution", "store", "graph", "authoring", "errors"},
+    "flow": {"registry", "execution", "store", "keys", "graph", "authoring", "errors"},
     "loading": {"flow", "errors"},
     "cli": {"loading", "flow", "registry", "backends", "execution", "store", "keys", "graph", "authoring", "errors"},
     "api": {"cli", "flow", "graph", "authoring", "errors"},

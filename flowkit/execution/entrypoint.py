@@ -39,7 +39,7 @@ def run_step(flow: FlowSpec, name: str, run_id: str, store: Store, params: dict[
     """Check this node's inputs in the store, then run or reuse it; ``params`` are resolved."""
     ctx = RunContext(flow, params, store, run_id, force_steps=frozenset({name} if force else ()), retries=retries)
     outputs = upstream_outputs(ctx, name)
-    store.ensure_run_start(run_id, run_header(flow, params, backend, time.time()))
+    store.ensure_run_start(run_id, run_header(ctx.graph, params, backend, time.time()))
     try:
         return execute(ctx, name, outputs)
     except MissingInput as exc:

@@ -10,7 +10,7 @@ import attrs
 
 from flowkit.errors import FlowDefinitionError, RunCancelled
 from flowkit.execution.runtime import NodeOutcome, RunContext, loader, value_of
-from flowkit.graph.nodes import FlowSpec
+from flowkit.graph.nodes import FlowGraph, FlowSpec
 from flowkit.store.journal import Journal
 from flowkit.store.records import RunEnd, RunHeader
 from flowkit.store.store import Store, open_store
@@ -21,9 +21,9 @@ def new_run_id() -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
 
 
-def run_header(flow: FlowSpec, params: dict[str, Any], backend: str, started: float) -> RunHeader:
+def run_header(graph: FlowGraph, params: dict[str, Any], backend: str, started: float) -> RunHeader:
     """The run.json record: who, what, with which parameters."""
-    return RunHeader(flow.name, params, flow.graph.order(), backend, started)
+    return RunHeader(graph.flow_name, params, graph.order(), backend, started)
 
 
 @attrs.define
@@ -45,8 +45,9 @@ class Run:
     """The outcome of one run: status, per-step outcomes, and lazy access to outputs."""
 
     def __init__(self, flow: FlowSpec, run_id: str, params: dict[str, Any], store: Store,
-                 steps: dict[str, NodeOutcome], status: str) -> None:
+                 steps: dict[str, NodeOutcome], status: str, graph: FlowGraph | None = None) -> None:
         self.flow = flow
+        self.graph = graph if graph is not None else flow.graph  # the graph that ran
         self.id = run_id
         self.params = params
         self.store = store
@@ -61,7 +62,7 @@ class Run:
         """Load one node's output from the store (its digest is checked)."""
         outcome = self.steps.get(name)
         if outcome is None:
-            self.flow.graph.node(name)  # raises with the valid names
+            self.graph.node(name)  # raises with the valid names
         if outcome is None or outcome.output is None:
             raise FlowDefinitionError(f"run {self.id}: step {name!r} has no output ({outcome and outcome.status})")
         return self.store.load(outcome.output)
@@ -69,7 +70,7 @@ class Run:
     @property
     def result(self) -> Any:
         """The flow's return value, loaded from the store."""
-        spec = self.flow.graph.result
+        spec = self.graph.result
         if spec is None or self.status != "succeeded":
             return None
         outputs = {name: o.output for name, o in self.steps.items() if o.output is not None}
@@ -83,14 +84,15 @@ def run_flow(flow: FlowSpec, params: dict[str, Any], runner: Runner, *, backend:
              force_steps: tuple[str, ...] = (), store: Any = None) -> Run:
     """Record the run, execute it with ``runner`` (the backend named ``backend``), record its end.
     ``params`` are resolved already."""
+    graph = flow.graph
     for name in force_steps:
-        flow.graph.node(name)
+        graph.node(name)
     the_store = open_store(store)
     run_id = new_run_id()
     journal = Journal(the_store, run_id)
-    ctx = RunContext(flow, params, the_store, run_id, force, frozenset(force_steps), journal=journal)
+    ctx = RunContext(flow, params, the_store, run_id, force, frozenset(force_steps), journal=journal, graph=graph)
     started = time.time()
-    the_store.write_run_start(ctx.run_id, run_header(flow, params, backend, started))
+    the_store.write_run_start(ctx.run_id, run_header(graph, params, backend, started))
     try:
         report = runner.run(ctx)
     except KeyboardInterrupt:
@@ -101,7 +103,7 @@ def run_flow(flow: FlowSpec, params: dict[str, Any], runner: Runner, *, backend:
         the_store.write_run_end(ctx.run_id, RunEnd("cancelled", time.time()))
         raise RunCancelled(f"run {ctx.run_id} of flow {flow.name!r} was cancelled",
                            hint="finished steps are kept: the next run re-uses them")
-    ok = len(report.outcomes) == len(flow.graph) and all(o.status in ("ran", "cached") for o in report.outcomes.values())
+    ok = len(report.outcomes) == len(graph) and all(o.status in ("ran", "cached") for o in report.outcomes.values())
     status = "succeeded" if ok else "failed"
     the_store.write_run_end(ctx.run_id, RunEnd(status, time.time()))
-    return Run(flow, ctx.run_id, params, the_store, report.outcomes, status)
+    return Run(flow, ctx.run_id, params, the_store, report.outcomes, status, graph)

@@ -7,17 +7,18 @@ the key record and the node record at once, so a killed run loses no finished st
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import time
 import traceback
 from collections import OrderedDict
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 import attrs
 
 from flowkit.authoring.metrics import Metric, collecting
-from flowkit.errors import CorruptObject, FlowkitError, MissingInput, SerializationError, StepFailure
+from flowkit.errors import CorruptObject, FlowDefinitionError, FlowkitError, MissingInput, SerializationError, StepFailure
 from flowkit.graph.nodes import Arg, FlowGraph, FlowSpec, Literal, Mapping, Node, ParamRef, Ref, Seq
 from flowkit.keys.parts import KeyParts, resolve_path
 from flowkit.store.objects import StoredOutput
@@ -46,6 +47,8 @@ class RunContext:
     force_steps: frozenset[str] = frozenset()
     retries: bool = True  # False when the orchestrator does the retrying
     journal: NodeLog | None = None  # None: each record is written at once (run-step)
+    # the graph as the run started: traced once, whatever the flow's code does meanwhile
+    graph: FlowGraph = attrs.field(default=attrs.Factory(lambda ctx: ctx.flow.graph, takes_self=True))
 
     def record(self, outcome: "NodeOutcome") -> None:
         """Record a node's outcome in this run's history."""
@@ -54,10 +57,6 @@ class RunContext:
             self.store.write_node(record)
         else:
             self.journal.add(record)
-
-    @property
-    def graph(self) -> FlowGraph:
-        return self.flow.graph
 
     def forced(self, node: str) -> bool:
         return self.force or node in self.force_steps
@@ -121,14 +120,46 @@ def value_of(arg: Arg, params: dict[str, Any], load: Callable[[str], Any]) -> An
     if isinstance(arg, Literal):
         return arg.value
     if isinstance(arg, ParamRef):
-        return resolve_path(params[arg.name], arg.path)
+        return _part(params[arg.name], arg.path, f"parameter {arg.name!r}")
     if isinstance(arg, Ref):
-        return resolve_path(load(arg.node), arg.path)
+        return _part(load(arg.node), arg.path, f"the output of step {arg.node!r}")
     if isinstance(arg, Seq):
         items = [value_of(item, params, load) for item in arg.items]
         return items if arg.kind == "list" else tuple(items)
     assert isinstance(arg, Mapping)
     return {key: value_of(item, params, load) for key, item in arg.items}
+
+
+def _part(value: Any, path: tuple[Any, ...], what: str) -> Any:
+    """``value[path[0]][path[1]]...``; a key or index it lacks is the flow's mistake, said plainly."""
+    try:
+        return resolve_path(value, path)
+    except (KeyError, IndexError, TypeError) as exc:
+        shown = "".join(f"[{key!r}]" for key in path)
+        keys = f" (its keys: {', '.join(map(repr, list(value)[:10]))})" if isinstance(value, dict) else ""
+        raise FlowDefinitionError(
+            f"{what}{shown} does not exist: {type(exc).__name__}: {exc}; it is a {type(value).__name__}{keys}",
+            hint="index the output with a key or position it has, or change the step that makes it",
+        ) from None
+
+
+@contextlib.contextmanager
+def step_env(env: tuple[tuple[str, str], ...]) -> Iterator[None]:
+    """The step's ``env`` set while it runs, as its container or compiled task has it; then restored.
+    (One step at a time runs in a process: the local runner's, or a forked worker.)"""
+    if not env:
+        yield
+        return
+    saved = {name: os.environ.get(name) for name, _ in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def loader(store: Store, outputs: dict[str, StoredOutput]) -> Callable[[str], Any]:
@@ -199,16 +230,22 @@ def execute(ctx: RunContext, name: str, outputs: dict[str, StoredOutput],
 def _run(ctx: RunContext, node: Node, outputs: dict[str, StoredOutput], decision: Decision,
          started: float) -> NodeOutcome:
     load = loader(ctx.store, outputs)
-    values = {key: value_of(arg, ctx.params, load) for key, arg in node.args.items()}
+    outcome = NodeOutcome(node.name, "failed", decision.key, decision.parts, started=started)
+    try:
+        values = {key: value_of(arg, ctx.params, load) for key, arg in node.args.items()}
+    except FlowDefinitionError as exc:  # an input indexed by a key its upstream output lacks
+        outcome.error = f"step {node.name!r}: {exc}"
+        outcome.duration = time.time() - started
+        return outcome
     args, kwargs = call_args(node, values)
     opts = node.step.opts
     retries = opts.retries if ctx.retries else 0
-    outcome = NodeOutcome(node.name, "failed", decision.key, decision.parts, started=started)
     with collecting(node.name) as log:
         for attempt in range(1, retries + 2):
             outcome.attempts = attempt
             try:
-                value = invoke(node, args, kwargs)
+                with step_env(opts.env):
+                    value = invoke(node, args, kwargs)
                 break
             except FlowkitError:
                 raise

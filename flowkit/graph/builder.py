@@ -85,6 +85,7 @@ class Builder:
         self.flow_name = flow_name
         self.nodes: dict[str, Node] = {}
         self._auto: dict[str, int] = {}  # base name -> calls so far, for train, train-2, ...
+        self._defaults: dict[int, tuple[tuple[str, ...], dict[str, Any]]] = {}  # per step function
 
     def record(self, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Output:
         """A step call in the flow body: bind its arguments, name the node, return its handle."""
@@ -94,9 +95,18 @@ class Builder:
             bound = step.bind(args, kwargs)
         except TypeError as exc:
             raise FlowDefinitionError(f"flow {self.flow_name!r}, step {name!r} at {call_site}: {exc}") from None
-        bound_args = {key: self._arg(value) for key, value in bound.items()}
+        bound_args = {key: self._arg(value) for key, value in self._with_defaults(step, bound).items()}
         self.nodes[name] = Node(name=name, step=step, args=bound_args, call_site=call_site)
         return Output(self, name)
+
+    def _with_defaults(self, step: Step, bound: dict[str, Any]) -> dict[str, Any]:
+        """Every parameter with a value, in signature order: ``add3(1, 2)`` and ``add3(1, 2, 3)`` with
+        ``c=3`` are one call, and must have one key."""
+        names, defaults = self._defaults.get(id(step.fn)) or self._defaults.setdefault(id(step.fn), _defaults(step))
+        if len(bound) == len(names):
+            return bound
+        return {name: bound[name] if name in bound else defaults[name] for name in names
+                if name in bound or name in defaults}
 
     def _name_for(self, step: Step, call_site: str) -> str:
         base = step.name
@@ -159,9 +169,23 @@ class Builder:
         return None
 
 
-def _holds_handles(value: Any) -> bool:
+def _defaults(step: Step) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """The step's parameter names in order, and the defaults of those that have one (``*args`` and
+    ``**kwargs`` have none: an empty one is not bound)."""
+    params = step.signature.parameters.values()
+    return (tuple(p.name for p in params),
+            {p.name: p.default for p in params if p.default is not p.empty})
+
+
+def _holds_handles(value: Any, outer: tuple[int, ...] = ()) -> bool:
+    """True if a literal list, tuple or dict holds step outputs or parameters, at any depth; a
+    container that holds itself is searched once (its fingerprint then refuses it as unstable)."""
+    if id(value) in outer:
+        return False
     items = value.values() if isinstance(value, dict) else value
-    return any(isinstance(v, (Output, Param)) or (isinstance(v, (list, tuple, dict)) and _holds_handles(v)) for v in items)
+    inner = (*outer, id(value))
+    return any(isinstance(v, (Output, Param)) or (isinstance(v, (list, tuple, dict)) and _holds_handles(v, inner))
+               for v in items)
 
 
 def _call_site() -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import collections
+import dis
 import functools
 import inspect
 import os
@@ -24,7 +25,7 @@ from typing import Any
 import attrs
 
 from flowkit.errors import Unstable
-from flowkit.keys.values import SIMPLE_TYPES, Feed, fingerprint, register_fingerprint, type_name
+from flowkit.keys.values import SIMPLE_TYPES, Feed, fingerprint, register_class_code, register_fingerprint, type_name
 
 _MAX_CODE_OBJECTS = 5000  # functions and classes one step may reach
 _MAX_UNWRAP = 16
@@ -39,25 +40,83 @@ class CodeFingerprint:
     root: str
 
 
-_CODE_CACHE: weakref.WeakKeyDictionary[Any, CodeFingerprint] = weakref.WeakKeyDictionary()
+_MISSING = object()
+
+
+class _Witness:
+    """What a walk read, so that a memo can tell cheaply whether it still holds: every global name it
+    looked up and what it found, every function's code, defaults and closure, every class's body,
+    and the data values it fingerprinted. In a notebook or REPL a helper is redefined under the same
+    name, or a global dict is changed in place: the memo must notice both."""
+
+    __slots__ = ("lookups", "attrs", "cells", "classes", "data")
+
+    def __init__(self) -> None:
+        self.lookups: list[tuple[Mapping[str, Any], str, Any]] = []  # namespace.get(name) is value
+        self.attrs: list[tuple[Any, str, Any]] = []  # getattr(obj, attr) is value
+        self.cells: list[tuple[Any, Any]] = []  # cell.cell_contents is value
+        self.classes: list[tuple[type, list[tuple[str, Any]]]] = []  # vars(cls) holds the same items
+        self.data: list[tuple[Any, str]] = []  # fingerprint(value) is still digest: data changes in place
+
+    def holds(self) -> bool:
+        """True while everything the walk read is as it was (identity checks; data re-fingerprinted)."""
+        for namespace, name, value in self.lookups:
+            if namespace.get(name, _MISSING) is not value:
+                return False
+        for obj, attr, value in self.attrs:
+            if getattr(obj, attr, _MISSING) is not value:
+                return False
+        for cell, value in self.cells:
+            if _cell_value(cell) is not value:
+                return False
+        for cls, items in self.classes:
+            now = vars(cls)
+            if len(now) != len(items) or any(now.get(key, _MISSING) is not item for key, item in items):
+                return False
+        try:
+            return all(fingerprint(value) == digest for value, digest in self.data)
+        except Unstable:
+            return False
+
+
+_CODE_CACHE: weakref.WeakKeyDictionary[Any, tuple[CodeFingerprint, _Witness]] = weakref.WeakKeyDictionary()
+_ACTIVE: dict[int, str] = {}  # functions being walked now, so a value that holds one does not recurse
 
 
 def code_fingerprint(func: Callable[..., Any]) -> CodeFingerprint:
-    """Fingerprint a step's code and the user code it reaches; cached, as every node of a step shares it."""
+    """Fingerprint a step's code and the user code and data it reaches. Memoised per function, and
+    the memo is re-validated on every call (cheap identity checks), so an edited helper or global is
+    seen in the same process: a notebook, a REPL, a script that runs a flow twice."""
     target = _unwrap_chain(func)[-1]
     if not isinstance(target, (types.FunctionType, type)):
         raise Unstable(f"{type_name(target)} object has no Python source or bytecode to fingerprint")
-    cached = _CODE_CACHE.get(target)
-    if cached is None:
-        cached = _CodeWalk().run(target)
-        _CODE_CACHE[target] = cached
-    return cached
+    if id(func) in _ACTIVE:  # a value the walk fingerprints holds this very function
+        return CodeFingerprint(fingerprint(("self", _ACTIVE[id(func)])), (), _ACTIVE[id(func)])
+    memo = _CODE_CACHE.get(func)
+    if memo is not None and memo[1].holds():
+        return memo[0]
+    _ACTIVE[id(func)] = target.__qualname__
+    try:
+        walk = _CodeWalk()
+        found = walk.run(func, target)
+    finally:
+        del _ACTIVE[id(func)]
+    _CODE_CACHE[func] = (found, walk.witness)
+    return found
 
 
 @register_fingerprint(types.FunctionType, tag="function")
 def _write_function(value: types.FunctionType, feed: Feed) -> None:
     """A function passed as a value is keyed by its code closure, like a step."""
     feed.write_text(code_fingerprint(value).digest)
+
+
+def _class_code(cls: type) -> str | None:
+    """The code digest of a user's class, for objects of it (``values.register_class_code``)."""
+    return code_fingerprint(cls).digest if _is_user_code(cls) else None
+
+
+register_class_code(_class_code)
 
 
 class _CodeWalk:
@@ -67,10 +126,16 @@ class _CodeWalk:
         self.parts: dict[str, str] = {}
         self.queue: collections.deque[Any] = collections.deque()
         self.seen: dict[int, Any] = {}  # holds the objects too, so that no id is reused mid-walk
+        self.witness = _Witness()
+        self.sinks: set[str] = set()  # globals the function being visited only appends to
 
-    def run(self, root: Any) -> CodeFingerprint:
+    def run(self, outer: Any, root: Any) -> CodeFingerprint:
+        """``root`` is the step's own function; ``outer`` what wraps it (the user's decorators), whose
+        code counts too."""
         self.seen[id(root)] = root
         root_name = self._visit(root, is_root=True)
+        if outer is not root:
+            self._reach(getattr(outer, "__qualname__", "wrapper"), outer)
         while self.queue:
             self._visit(self.queue.popleft(), is_root=False)
         parts = tuple(sorted(self.parts.items()))
@@ -78,27 +143,46 @@ class _CodeWalk:
 
     def _visit(self, obj: Any, is_root: bool) -> str:
         tree = _source_tree(obj, strip_decorators=is_root)
+        self.sinks = set() if isinstance(obj, type) else _sink_names(obj.__code__)
         if isinstance(obj, type):
-            digest, refs = _class_digest(obj, tree), _class_refs(obj, tree)
+            self.witness.classes.append((obj, list(vars(obj).items())))
+            digest, refs = _class_digest(obj, tree), _class_refs(obj, tree, self.witness)
         else:
-            digest, refs = _function_digest(obj, tree), _function_refs(obj)
+            self.witness.attrs += [(obj, attr, getattr(obj, attr)) for attr in ("__code__", "__defaults__", "__kwdefaults__")]
+            digest, refs = _function_digest(obj, tree), _function_refs(obj, self.witness)
         name = self._add(obj.__qualname__, digest)
         for ref_name, value in refs:
             self._reach(ref_name, value)
         return name
 
     def _reach(self, name: str, value: Any) -> None:
-        """A constant becomes a part now; user functions and classes (and their wrappers) are queued."""
+        """A constant becomes a part now; user functions and classes (and their wrappers) are queued;
+        any other value a step reads (a dict, an array, an object, a partial) is data: a part by its
+        fingerprint, re-checked on every use. Data that cannot be fingerprinted makes the step uncached."""
         if _is_simple(value):
             self._add(name, fingerprint(value))
             return
-        for obj in _unwrap_chain(value):
-            if id(obj) in self.seen or not isinstance(obj, (types.FunctionType, type)) or not _is_user_code(obj):
+        chain = _unwrap_chain(value)
+        code = [obj for obj in chain if isinstance(obj, (types.FunctionType, type))]
+        for obj in code:
+            if id(obj) in self.seen or not _is_user_code(obj):
                 continue
             if len(self.seen) >= _MAX_CODE_OBJECTS:
                 raise Unstable(f"the code reaches more than {_MAX_CODE_OBJECTS} functions and classes")
             self.seen[id(obj)] = obj
             self.queue.append(obj)
+        if isinstance(value, types.MethodType) and not isinstance(value.__self__, type):
+            self._data(f"{name}.__self__", value.__self__)
+        elif not code and _is_data(value) and name not in self.sinks:
+            self._data(name, value)
+
+    def _data(self, name: str, value: Any) -> None:
+        try:
+            digest = fingerprint(value)
+        except Unstable as exc:
+            raise Unstable(f"global {name!r}: {exc.reason}") from None
+        self.witness.data.append((value, digest))
+        self._add(name, digest)
 
     def _add(self, name: str, digest: str) -> str:
         """Record a part; a different object with the same name gets a numbered name."""
@@ -108,6 +192,61 @@ class _CodeWalk:
             unique = f"{name}~{number}"
         self.parts[unique] = digest
         return unique
+
+
+_NOT_DATA = (types.ModuleType, types.FunctionType, type, types.BuiltinFunctionType, types.MethodType,
+             types.WrapperDescriptorType, types.MethodDescriptorType, types.GetSetDescriptorType,
+             types.MemberDescriptorType, types.ClassMethodDescriptorType, staticmethod, classmethod, property)
+
+
+def _is_data(value: Any) -> bool:
+    """A value a step reads as data: not code, a module, or a descriptor of one; nor the typing
+    constructs (``Any``, ``Optional``) and ``__future__`` flags that appear among globals."""
+    if isinstance(value, _NOT_DATA) or callable(value) and not _has_state(value):
+        return False
+    return getattr(type(value), "__module__", "") not in ("typing", "__future__", "typing_extensions")
+
+
+def _has_state(value: Any) -> bool:
+    """A callable object with data of its own (an instance of a user class with ``__call__``, a
+    partial): its state counts. A builtin callable (``print``, a ufunc) has none of the user's."""
+    return isinstance(value, functools.partial) or isinstance(getattr(value, "__dict__", None), dict) and bool(vars(value))
+
+
+# Methods that put something into a container and give nothing back: a global used only through
+# them (``CALLS.append(name)``) is where a step writes, not what it reads, so it is not in the key.
+_SINK_METHODS = frozenset({"append", "extend", "add", "insert", "update", "clear", "remove", "discard",
+                           "appendleft", "extendleft"})
+
+
+def _sink_names(code: types.CodeType) -> set[str]:
+    """Globals that the code (and the code nested in it) only ever calls a sink method on."""
+    loads: collections.Counter[str] = collections.Counter()
+    sinks: collections.Counter[str] = collections.Counter()
+    pending = [code]
+    while pending:
+        current = pending.pop()
+        pending += [const for const in current.co_consts if isinstance(const, types.CodeType)]
+        instructions = list(dis.get_instructions(current))
+        for here, after in zip(instructions, instructions[1:] + [None]):
+            if here.opname in ("LOAD_GLOBAL", "LOAD_NAME"):
+                loads[here.argval] += 1
+                if after is not None and after.opname in ("LOAD_METHOD", "LOAD_ATTR") and after.argval in _SINK_METHODS:
+                    sinks[here.argval] += 1
+    return {name for name, count in sinks.items() if count == loads[name]}
+
+
+def _is_code(value: Any) -> bool:
+    """A function, or a method wrapper of one (staticmethod, classmethod, property)."""
+    inner = getattr(value, "__func__", None) or getattr(value, "fget", None) or value
+    return isinstance(inner, types.FunctionType)
+
+
+def _cell_value(cell: Any) -> Any:
+    try:
+        return cell.cell_contents
+    except ValueError:  # a cell not yet assigned
+        return _MISSING
 
 
 def _unwrap_chain(obj: Any) -> list[Any]:
@@ -140,7 +279,16 @@ def _is_simple(value: object) -> bool:
 def _source_tree(obj: Any, strip_decorators: bool) -> ast.AST | None:
     """The parsed source without docstrings (and without the root's decorators: step options are keyed apart)."""
     try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(obj)))
+        # a function's own source: inspect.getsource(function) follows __wrapped__, which would give a
+        # decorator's wrapper the source of the function it wraps
+        if isinstance(obj, type):
+            lines, start = inspect.getsourcelines(obj)
+            if not _is_own_source(obj, inspect.getsourcefile(obj), start, start + len(lines)):
+                return None
+            source = "".join(lines)
+        else:
+            source = inspect.getsource(obj.__code__ if isinstance(obj, types.FunctionType) else obj)
+        tree = ast.parse(textwrap.dedent(source))
     except (OSError, TypeError, SyntaxError):
         return None
     for node in ast.walk(tree):
@@ -151,6 +299,14 @@ def _source_tree(obj: Any, strip_decorators: bool) -> ast.AST | None:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 node.decorator_list = []
     return tree
+
+
+def _is_own_source(cls: type, path: str | None, start: int, end: int) -> bool:
+    """True when the class source inspect found is this class's: inspect finds a class by name in
+    its module's file, so a class redefined since (in a notebook cell, by exec) would get the old
+    text. Its methods' code says where it really is; a class without methods is keyed by members."""
+    codes = [method.__code__ for method in _methods(cls)]
+    return bool(codes) and all(code.co_filename == path and start <= code.co_firstlineno < end for code in codes)
 
 
 def _without_docstring(body: list[ast.stmt]) -> list[ast.stmt]:
@@ -172,38 +328,40 @@ def _class_digest(cls: type, tree: ast.AST | None) -> str:
     """AST when there is source; otherwise method bytecode and simple class attributes."""
     if tree is not None:
         return fingerprint(("ast", ast.dump(tree)))
-    members = []
+    members: list[tuple[str, Any]] = []
     for name, value in sorted(vars(cls).items()):
         function = getattr(value, "__func__", value)
         if isinstance(function, types.FunctionType):
-            members.append((name, function.__code__))
+            members.append((name, _function_digest(function, _source_tree(function, strip_decorators=False))))
         elif _is_simple(value) and name not in ("__module__", "__qualname__", "__doc__"):
             members.append((name, value))
     return fingerprint(("members", tuple(base.__qualname__ for base in cls.__bases__), tuple(members)))
 
 
-def _function_refs(func: types.FunctionType) -> Iterator[tuple[str, Any]]:
+def _function_refs(func: types.FunctionType, witness: _Witness) -> Iterator[tuple[str, Any]]:
     """Globals the function reads by name, and the values its closure captured."""
-    yield from _resolve(_code_names(func.__code__), func.__globals__)
+    yield from _resolve(_code_names(func.__code__), func.__globals__, witness)
     for name, cell in zip(func.__code__.co_freevars, func.__closure__ or ()):
-        try:
-            value = cell.cell_contents
-        except ValueError:  # a cell not yet assigned
-            continue
-        yield f"{func.__qualname__}.{name}", value
+        value = _cell_value(cell)
+        witness.cells.append((cell, value))
+        if value is not _MISSING:
+            yield f"{func.__qualname__}.{name}", value
 
 
-def _class_refs(cls: type, tree: ast.AST | None) -> Iterator[tuple[str, Any]]:
-    """Base classes, and globals read by the methods or named anywhere in the class body."""
+def _class_refs(cls: type, tree: ast.AST | None, witness: _Witness) -> Iterator[tuple[str, Any]]:
+    """Base classes, class attributes, and globals read by the methods or named in the class body."""
     for base in cls.__bases__:
         yield base.__qualname__, base
+    for name, value in vars(cls).items():  # the AST cannot see `Cls.attr = 2` or a class dict changed in place
+        if not (name.startswith("__") and name.endswith("__")) and not _is_code(value):
+            yield f"{cls.__qualname__}.{name}", value
     methods = _methods(cls)
     module = sys.modules.get(cls.__module__)
     namespace = vars(module) if module is not None else collections.ChainMap(*(m.__globals__ for m in methods))
     names = dict.fromkeys(name for method in methods for name in _code_names(method.__code__))
     if tree is not None:
         names.update(dict.fromkeys(_tree_names(tree)))
-    yield from _resolve(list(names), namespace)
+    yield from _resolve(list(names), namespace, witness)
 
 
 def _methods(cls: type) -> list[types.FunctionType]:
@@ -233,24 +391,31 @@ def _tree_names(tree: ast.AST) -> Iterator[str]:
             yield node.attr
 
 
-def _resolve(names: list[str], namespace: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
-    """Look the names up; a user module contributes those of its attributes that the code names."""
+def _resolve(names: list[str], namespace: Mapping[str, Any], witness: _Witness) -> Iterator[tuple[str, Any]]:
+    """Look the names up (and remember what was found, or that nothing was); a user module
+    contributes those of its attributes that the code names."""
     modules: set[int] = set()
     for name in names:
-        if name in namespace:
-            yield from _through_modules(name, namespace[name], names, modules)
+        value = namespace.get(name, _MISSING)
+        witness.lookups.append((namespace, name, value))
+        if value is not _MISSING:
+            yield from _through_modules(name, value, names, modules, witness)
 
 
-def _through_modules(name: str, value: Any, names: list[str], modules: set[int]) -> Iterator[tuple[str, Any]]:
+def _through_modules(name: str, value: Any, names: list[str], modules: set[int],
+                     witness: _Witness) -> Iterator[tuple[str, Any]]:
     if not isinstance(value, types.ModuleType):
         yield name, value
         return
     if id(value) in modules or not _is_user_code(value):
         return
     modules.add(id(value))
+    namespace = vars(value)
     for attr in names:
-        if attr in vars(value):
-            yield from _through_modules(attr, vars(value)[attr], names, modules)
+        found = namespace.get(attr, _MISSING)
+        witness.lookups.append((namespace, attr, found))
+        if found is not _MISSING:
+            yield from _through_modules(attr, found, names, modules, witness)
 
 
 def _is_user_code(obj: Any) -> bool:

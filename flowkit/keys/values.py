@@ -9,6 +9,7 @@ memory addresses. numpy, pandas and dill are imported only when a value needs th
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import enum
 import functools
@@ -151,9 +152,22 @@ def type_name(value: object) -> str:
 # --- everything not registered: dataclasses, attrs classes, then dill ----------------------------
 
 
+_CLASS_CODE: list[Callable[[type], str | None]] = []  # keys.code's: the code digest of a user's class
+
+
+def register_class_code(fn: Callable[[type], str | None]) -> None:
+    """Let objects of the user's own classes carry their class's code: an instance passed to a step,
+    or read from a global, behaves as its methods say, so a change in them must change the key."""
+    _CLASS_CODE[:] = [fn]
+
+
 def _write_object(value: Any, feed: Feed) -> None:
     """Dataclasses and attrs classes by field, plain objects by class name and ``__dict__``;
-    anything else by its pickle, if that is stable."""
+    anything else by its pickle, if that is stable. Objects of the user's classes add the class's code."""
+    code = _CLASS_CODE[0](type(value)) if _CLASS_CODE else None
+    if code is not None:
+        feed.write_text("class-code")
+        feed.write_text(code)
     state = _plain_state(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         kind, names = "dataclass", [field.name for field in dataclasses.fields(value)]
@@ -290,7 +304,26 @@ def _write_set(value: set[Any] | frozenset[Any], feed: Feed) -> None:
 
 @register_fingerprint(enum.Enum, tag="enum")
 def _write_enum(value: enum.Enum, feed: Feed) -> None:
+    """Name and value: a member whose value changed behaves differently."""
     feed.write_text(value.name)
+    feed.write_value(value.value)
+
+
+@register_fingerprint(collections.OrderedDict, tag="OrderedDict")
+def _write_ordered_dict(value: collections.OrderedDict[Any, Any], feed: Feed) -> None:
+    """Entries in order: an OrderedDict's order is part of its value (unlike a dict's)."""
+    feed.write_int(len(value))
+    for key, item in value.items():
+        feed.write_value(key)
+        feed.write_value(item)
+
+
+@register_fingerprint(functools.partial, tag="partial")
+def _write_partial(value: functools.partial[Any], feed: Feed) -> None:
+    """The function (by its code, like a step) and the arguments it was given."""
+    feed.write_value(value.func)
+    feed.write_value(value.args)
+    feed.write_value(dict(value.keywords))
 
 
 @register_fingerprint(pathlib.PurePath, tag="path")
