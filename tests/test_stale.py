@@ -118,6 +118,9 @@ def test_global_values_are_in_the_key_whether_rebound_or_changed_in_place(write_
     mod.LAYERS.append(3)
     mod.TAGS.add("b")
     mod.WEIGHTS[0] = 5.0
+    plan = mod.globals_flow.plan(store=store)
+    assert plan["read_config"].reason == "code changed: global CONFIG"
+    assert plan["read_containers"].reason == "code changed: global LAYERS, global TAGS, global WEIGHTS"
     result, statuses = result_and_statuses(mod.globals_flow, store)
     assert result == (0.9, [6, ["a", "b"], 7.0], 10, 15)
     assert statuses == {"read_config": "ran", "read_containers": "ran", "through_container": "cached",

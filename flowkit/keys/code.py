@@ -38,6 +38,7 @@ class CodeFingerprint:
     digest: str
     parts: tuple[tuple[str, str], ...]
     root: str
+    values: tuple[str, ...] = ()  # the parts that are values the code reads (constants, data), not code
 
 
 _MISSING = object()
@@ -128,6 +129,7 @@ class _CodeWalk:
         self.seen: dict[int, Any] = {}  # holds the objects too, so that no id is reused mid-walk
         self.witness = _Witness()
         self.sinks: set[str] = set()  # globals the function being visited only appends to
+        self.values: set[str] = set()  # names of the parts that are values
 
     def run(self, outer: Any, root: Any) -> CodeFingerprint:
         """``root`` is the step's own function; ``outer`` what wraps it (the user's decorators), whose
@@ -139,7 +141,8 @@ class _CodeWalk:
         while self.queue:
             self._visit(self.queue.popleft(), is_root=False)
         parts = tuple(sorted(self.parts.items()))
-        return CodeFingerprint(digest=fingerprint((root_name, parts)), parts=parts, root=root_name)
+        return CodeFingerprint(digest=fingerprint((root_name, parts)), parts=parts, root=root_name,
+                               values=tuple(sorted(self.values)))
 
     def _visit(self, obj: Any, is_root: bool) -> str:
         tree = _source_tree(obj, strip_decorators=is_root)
@@ -160,7 +163,7 @@ class _CodeWalk:
         any other value a step reads (a dict, an array, an object, a partial) is data: a part by its
         fingerprint, re-checked on every use. Data that cannot be fingerprinted makes the step uncached."""
         if _is_simple(value):
-            self._add(name, fingerprint(value))
+            self.values.add(self._add(name, fingerprint(value)))
             return
         chain = _unwrap_chain(value)
         code = [obj for obj in chain if isinstance(obj, (types.FunctionType, type))]
@@ -182,7 +185,7 @@ class _CodeWalk:
         except Unstable as exc:
             raise Unstable(f"global {name!r}: {exc.reason}") from None
         self.witness.data.append((value, digest))
-        self._add(name, digest)
+        self.values.add(self._add(name, digest))
 
     def _add(self, name: str, digest: str) -> str:
         """Record a part; a different object with the same name gets a numbered name."""

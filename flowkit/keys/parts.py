@@ -69,13 +69,18 @@ class CodePart:
     digest: str
     root: str
     parts: dict[str, str]
+    values: tuple[str, ...] = ()  # parts that are values the code reads, for reasons (not hashed)
 
     def to_json(self) -> dict[str, Any]:
-        return {"digest": self.digest, "root": self.root, "parts": dict(self.parts)}
+        data: dict[str, Any] = {"digest": self.digest, "root": self.root, "parts": dict(self.parts)}
+        if self.values:
+            data["values"] = list(self.values)
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "CodePart":
-        return cls(str(data.get("digest", "")), str(data.get("root", "")), dict(data.get("parts") or {}))
+        return cls(str(data.get("digest", "")), str(data.get("root", "")), dict(data.get("parts") or {}),
+                   tuple(data.get("values") or ()))
 
 
 @attrs.frozen
@@ -156,7 +161,7 @@ def arg_part(arg: Arg, params: dict[str, Any], upstream: dict[str, str]) -> ArgP
 def key_parts(*, version: str | None, code: CodeFingerprint, args: dict[str, ArgPart],
               image: str | None, env: tuple[tuple[str, str], ...]) -> KeyParts:
     """Every part of a step's key."""
-    return KeyParts(SCHEME_VERSION, version, CodePart(code.digest, code.root, dict(code.parts)), args,
+    return KeyParts(SCHEME_VERSION, version, CodePart(code.digest, code.root, dict(code.parts), code.values), args,
                     EnvPart(image, dict(env)))
 
 
@@ -180,7 +185,9 @@ def _code_differences(old: CodePart, new: CodePart) -> list[str]:
     if old.digest == new.digest:
         return []
     changed = sorted(name for name in set(old.parts) | set(new.parts) if old.parts.get(name) != new.parts.get(name))
-    names = [f"{name}()" if name == new.root else f"helper {name}()" for name in changed]
+    values = set(old.values) | set(new.values)
+    names = [f"{name}()" if name == new.root else f"global {name}" if name in values else f"helper {name}()"
+             for name in changed]
     return [f"code changed: {', '.join(names)}" if names else "code changed"]
 
 
