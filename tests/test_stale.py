@@ -334,3 +334,26 @@ def test_env_is_applied_on_every_backend(write_module, store, backend: str) -> N
     run = mod.envs.run(store=store, backend=backend)
     assert run.status == "succeeded", run.steps["greet"].error
     assert run.result == ("hello", None) and "GREETING" not in os.environ
+
+
+def test_a_callable_global_object_counts_with_its_class_code(write_module, store) -> None:
+    mod = write_module('''
+    import flowkit as fk
+
+    class Doubler:
+        def __call__(self, x):
+            return 2 * x
+
+    DOUBLE = Doubler()
+
+    @fk.step
+    def use(x: int) -> int:
+        return DOUBLE(x)
+
+    @fk.flow
+    def callables():
+        return use(3)
+    ''')
+    assert result_and_statuses(mod.callables, store)[0] == 6
+    cell(mod, "class Doubler:\n    def __call__(self, x):\n        return 3 * x\n\nDOUBLE = Doubler()\n")
+    assert result_and_statuses(mod.callables, store) == (9, {"use": "ran"})

@@ -204,15 +204,18 @@ _NOT_DATA = (types.ModuleType, types.FunctionType, type, types.BuiltinFunctionTy
 
 def _is_data(value: Any) -> bool:
     """A value a step reads as data: not code, a module, or a descriptor of one; nor the typing
-    constructs (``Any``, ``Optional``) and ``__future__`` flags that appear among globals."""
-    if isinstance(value, _NOT_DATA) or callable(value) and not _has_state(value):
+    constructs (``Any``, ``Optional``) and ``__future__`` flags that appear among globals. A callable
+    object is data when it has state or is of the user's own class (whose code then counts)."""
+    if isinstance(value, _NOT_DATA):
+        return False
+    if callable(value) and not (_has_state(value) or _is_user_code(type(value))):
         return False
     return getattr(type(value), "__module__", "") not in ("typing", "__future__", "typing_extensions")
 
 
 def _has_state(value: Any) -> bool:
-    """A callable object with data of its own (an instance of a user class with ``__call__``, a
-    partial): its state counts. A builtin callable (``print``, a ufunc) has none of the user's."""
+    """A callable with data of its own (a partial, an object with attributes); a builtin callable
+    (``print``, a ufunc) has none of the user's."""
     return isinstance(value, functools.partial) or isinstance(getattr(value, "__dict__", None), dict) and bool(vars(value))
 
 
