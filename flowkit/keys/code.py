@@ -74,10 +74,13 @@ class _Witness:
             now = vars(cls)
             if len(now) != len(items) or any(now.get(key, _MISSING) is not item for key, item in items):
                 return False
-        try:
-            return all(fingerprint(value) == digest for value, digest in self.data)
-        except Unstable:
-            return False
+        for value, digest in self.data:
+            try:
+                if fingerprint(value) != digest:
+                    return False
+            except Unstable:
+                return False
+        return True
 
 
 _CODE_CACHE: weakref.WeakKeyDictionary[Any, tuple[CodeFingerprint, _Witness]] = weakref.WeakKeyDictionary()
@@ -88,14 +91,14 @@ def code_fingerprint(func: Callable[..., Any]) -> CodeFingerprint:
     """Fingerprint a step's code and the user code and data it reaches. Memoised per function, and
     the memo is re-validated on every call (cheap identity checks), so an edited helper or global is
     seen in the same process: a notebook, a REPL, a script that runs a flow twice."""
-    target = _unwrap_chain(func)[-1]
-    if not isinstance(target, (types.FunctionType, type)):
-        raise Unstable(f"{type_name(target)} object has no Python source or bytecode to fingerprint")
     if id(func) in _ACTIVE:  # a value the walk fingerprints holds this very function
         return CodeFingerprint(fingerprint(("self", _ACTIVE[id(func)])), (), _ACTIVE[id(func)])
     memo = _CODE_CACHE.get(func)
     if memo is not None and memo[1].holds():
         return memo[0]
+    target = _unwrap_chain(func)[-1]
+    if not isinstance(target, (types.FunctionType, type)):
+        raise Unstable(f"{type_name(target)} object has no Python source or bytecode to fingerprint")
     _ACTIVE[id(func)] = target.__qualname__
     try:
         walk = _CodeWalk()
