@@ -71,6 +71,7 @@ class Flow:
         from flowkit import registry
         from flowkit.execution.run import run_flow
 
+        _params.check_workers(workers)
         resolved = self.resolve_params(params)
         return run_flow(self, resolved, registry.runner(backend, workers), backend=backend, force=force,
                         force_steps=tuple(force_steps), store=store)

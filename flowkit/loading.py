@@ -6,14 +6,17 @@ import importlib
 import importlib.util
 import os
 import sys
+import traceback
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, TypeVar
 
-from flowkit.errors import LoadError
+from flowkit.errors import FlowkitError, LoadError
 
 if TYPE_CHECKING:
     from flowkit.flow import Flow
+
+T = TypeVar("T")
 
 
 def split_ref(ref: str) -> tuple[str, str | None]:
@@ -55,11 +58,70 @@ def import_file(path: Path) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:
-        spec.loader.exec_module(module)
+        import_user_code(str(path), lambda: spec.loader.exec_module(module))  # type: ignore[union-attr]
     except BaseException:
         sys.modules.pop(name, None)
         raise
     return module
+
+
+def import_user_code(what: str, run: Callable[[], T]) -> T:
+    """``run()``, which imports the user's code: a syntax error or an exception it raises becomes a
+    LoadError showing the user's own file, line and traceback, without flowkit's and importlib's
+    frames. flowkit's own errors (a bad step option) already say what is wrong and pass as they are."""
+    try:
+        return run()
+    except FlowkitError:
+        raise
+    except SyntaxError as exc:
+        raise LoadError(_syntax_message(what, exc)) from None
+    except Exception as exc:  # not KeyboardInterrupt or SystemExit: those mean what they say
+        raise LoadError(f"flow {_kind(what)} {what} raised {type(exc).__name__} while importing: {exc}\n"
+                        + user_traceback(exc).rstrip()) from None
+
+
+def _kind(what: str) -> str:
+    return "file" if is_file_ref(what) else "module"
+
+
+def _syntax_message(what: str, exc: SyntaxError) -> str:
+    """``flow file F, line N: SyntaxError: MSG`` and the offending line: two lines. A syntax error
+    in a module the flow file imports names that module's file too."""
+    where = f", line {exc.lineno}" if exc.lineno else ""
+    if exc.filename and not _same_file(exc.filename, what):
+        where = f": {exc.filename}{where}"
+    message = f"flow {_kind(what)} {what}{where}: {type(exc).__name__}: {exc.msg}"
+    text = (exc.text or "").strip()
+    return f"{message}\n    {text}" if text else message
+
+
+def _same_file(filename: str, what: str) -> bool:
+    try:
+        return Path(filename).resolve() == Path(what).resolve()
+    except OSError:
+        return False
+
+
+_LOADERS = (str(Path(__file__).resolve()), os.path.dirname(importlib.__file__) + os.sep)  # this file, importlib/
+
+
+def _frozen(filename: str) -> bool:
+    return filename.startswith("<frozen importlib")
+
+
+def _loader_frame(filename: str) -> bool:
+    return _frozen(filename) or filename.startswith(_LOADERS)
+
+
+def user_traceback(exc: BaseException) -> str:
+    """The traceback of an exception raised while importing the user's code: from the user's first
+    frame on (this loader's frames dropped), and without importlib's frames (nested imports)."""
+    tb = exc.__traceback__
+    while tb is not None and _loader_frame(tb.tb_frame.f_code.co_filename):
+        tb = tb.tb_next
+    shown = traceback.TracebackException(type(exc), exc, tb)
+    shown.stack = traceback.StackSummary.from_list([f for f in shown.stack if not _frozen(f.filename)])
+    return "".join(shown.format())
 
 
 def load_module(target: str) -> ModuleType:
@@ -72,12 +134,15 @@ def load_module(target: str) -> ModuleType:
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
-        return importlib.import_module(target)
-    except ModuleNotFoundError as exc:
-        if exc.name and target.startswith(exc.name):
-            raise LoadError(f"no module named {target!r}",
-                            hint="FLOW is path/to/file.py[:attr] or package.module[:attr], run from the project folder") from None
-        raise
+        found = bool(target) and not target.startswith(".") and importlib.util.find_spec(target) is not None
+    except ImportError:  # a parent package that does not exist
+        found = False
+    except Exception:  # importing a parent package raised: importing the module shows the user's error
+        found = True
+    if not found:
+        raise LoadError(f"no module named {target!r}",
+                        hint="FLOW is path/to/file.py[:attr] or package.module[:attr], run from the project folder")
+    return import_user_code(target, lambda: importlib.import_module(target))
 
 
 def flows_in(module: ModuleType) -> dict[str, "Flow"]:

@@ -222,23 +222,47 @@ def test_sigkill_on_the_process_backend_keeps_finished_steps_and_leaves_no_step_
         "first": "cached", "second": "cached", "slow": "ran"}
 
 
+def _default_sigint() -> None:
+    """In the child before exec: Ctrl-C as a terminal's foreground job gets it. A test run started in
+    the background (``pytest &``) inherits SIGINT ignored, and Python then never raises
+    KeyboardInterrupt; the test must not depend on that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_ctrl_c_stops_the_run_and_marks_it_cancelled(tmp_path: Path, backend: str) -> None:
     (tmp_path / "interrupted.py").write_text(SLOW_CHAIN.replace("SLEEP", "60"))
     store = tmp_path / "store"
     proc = subprocess.Popen([sys.executable, "-m", "flowkit", "run", "interrupted.py", "--backend", backend,
                              "--store", str(store)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
-    _wait_for_keys(store, 2)
-    time.sleep(0.3)
-    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
-    out, err = proc.communicate(timeout=60)
+                            text=True, start_new_session=True, preexec_fn=_default_sigint)
+    try:
+        _wait_for_keys(store, 2)
+        time.sleep(0.3)
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     assert proc.returncode == 130, err
     assert "cancelled" in err and "Traceback" not in err
     runs = open_store(store).index.runs()
     assert runs[0]["status"] == "cancelled"
     nodes = {n["node"]: n["status"] for n in open_store(store).index.nodes(runs[0]["run_id"])}
     assert nodes == {"first": "ran", "second": "ran"}
+
+
+def test_the_ctrl_c_test_passes_when_pytest_starts_with_sigint_ignored() -> None:
+    """``pytest &`` from a script starts with SIGINT ignored; the Ctrl-C test must pass anyway."""
+    pytest_bin = Path(sys.executable).with_name("pytest")
+    runner = [str(pytest_bin)] if pytest_bin.exists() else [sys.executable, "-m", "pytest"]
+    proc = subprocess.run(
+        [*runner, "-q", "-p", "no:cacheprovider", f"{__file__}::test_ctrl_c_stops_the_run_and_marks_it_cancelled"],
+        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=100,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "2 passed" in proc.stdout
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

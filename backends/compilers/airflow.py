@@ -88,6 +88,8 @@ class AirflowCompiler:
     """Renders ``templates/airflow/dag.py.j2``; pure: returns one Artifact."""
 
     target = "airflow"
+    # Of the options only some targets read: none (a task runs on the Airflow worker's own Python).
+    options_used: frozenset[str] = frozenset()
 
     def compile(self, flow: "FlowSpec", options: "CompileOptions") -> list[Artifact]:
         refuse_unsupported(flow, self.target, SUPPORTED, HINTS)

@@ -150,6 +150,8 @@ class ArgoCompiler:
     """Renders one YAML document: ``templates/argo/workflow.yaml.j2``."""
 
     target = "argo"
+    # Of the options only some targets read, the ones this one does (the CLI refuses the others).
+    options_used: frozenset[str] = frozenset({"image", "kind", "volume_claim", "python"})
 
     def compile(self, flow: "FlowSpec", options: CompileOptions) -> list[Artifact]:
         if options.kind not in KINDS:

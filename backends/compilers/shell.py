@@ -4,12 +4,14 @@ Nodes run generation by generation (the independent nodes of one generation in p
 most ``--jobs`` at a time); each is ``python -m flowkit run-step`` against one store, so a
 re-run of a failed script, with the same or a new ``--run-id``, reuses every finished step.
 Every value from the flow reaches the script through ``shquote`` (code) or ``tojson``
-(comments); values known only at run time are double-quoted variables.
+(comments); values known only at run time are double-quoted variables. Before any step the script
+finds a Python that can run them (``python_candidates``) or exits 127 saying how to get one.
 """
 
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 from typing import TYPE_CHECKING
 
@@ -36,6 +38,10 @@ SCRIPT_OPTIONS = {"jobs", "run-id", "store", "python", "help"}
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ASCII_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NOT_FILE_NAME = re.compile(r"[^A-Za-z0-9_-]+")
+# What the script imports to check that a Python can run the steps: what run-step runs, so that a
+# Python that finds flowkit's folder but not its dependencies (blake3, dill, ...) is not taken.
+CHECK_IMPORT = "flowkit.execution.entrypoint"
+FALLBACK_PYTHON = "python3"
 
 
 @attrs.frozen
@@ -66,6 +72,8 @@ class ShellCompiler:
     """Renders ``templates/shell/run.sh.j2``; refuses image and resources."""
 
     target = "shell"
+    # Of the options only some targets read, the ones this one does (the CLI refuses the others).
+    options_used: frozenset[str] = frozenset({"jobs", "python"})
 
     def compile(self, flow: "FlowSpec", options: "CompileOptions") -> list[Artifact]:
         refuse_unsupported(flow, self.target, SUPPORTED, HINTS)
@@ -75,18 +83,32 @@ class ShellCompiler:
         steps = {name: shell_step(flow, options, name, function) for name, function in functions.items()}
         generations = [[steps[name] for name in level] for level in flow.graph.generations()]
         script = script_name(flow.name)
+        pythons = python_candidates(options.python)
         content = render(
             "shell/run.sh.j2",
             source=options.source, flow_name=flow.name, schedule=flow.schedule, options=options,
             params=params, generations=generations, steps=list(steps.values()),
-            help=help_lines(script, flow, options, params),
+            help=help_lines(script, flow, options, params, pythons),
             uses_retries=any(step.retries for step in steps.values()),
+            pythons=pythons, check_import=CHECK_IMPORT,
         )
         return [Artifact(script, content, executable=True)]
 
 
 def _flatten(levels: list[list[str]]) -> list[str]:
     return [name for level in levels for name in level]
+
+
+def python_candidates(python: str) -> list[str]:
+    """The interpreters the script tries, in order, when neither --python nor $FLOWKIT_PYTHON names one.
+
+    An absolute path (by default the interpreter that compiled the script) belongs to the machine
+    that compiled it, so ``python3`` on PATH comes after it; a name is looked up on PATH wherever
+    the script runs, and is the only one tried.
+    """
+    if posixpath.isabs(python):
+        return [python, FALLBACK_PYTHON]
+    return [python]
 
 
 def script_name(flow_name: str) -> str:
@@ -136,7 +158,8 @@ def shown(param: ShellParam) -> str:
     return json.dumps(param.default) if param.type == "str" else str(param.default)
 
 
-def help_lines(script: str, flow: "FlowSpec", options: "CompileOptions", params: list[ShellParam]) -> list[str]:
+def help_lines(script: str, flow: "FlowSpec", options: "CompileOptions", params: list[ShellParam],
+               pythons: list[str]) -> list[str]:
     """The text of ``--help``, one line each (values JSON-quoted, so each stays on one line)."""
     q = json.dumps
     rows = [(" ".join(p.options) + " VALUE" if p.options else f"-p {p.name}=VALUE",
@@ -145,7 +168,8 @@ def help_lines(script: str, flow: "FlowSpec", options: "CompileOptions", params:
         ("--jobs N", f"steps run at the same time (default: {options.jobs})"),
         ("--run-id ID", "the run's id (default: generated and printed); re-use one to resume that run"),
         ("--store URI", f"the store the steps share (default: {q(options.store)})"),
-        ("--python PATH", f"a Python with flowkit installed (default: $FLOWKIT_PYTHON, else {q(options.python)})"),
+        ("--python PATH", f"a Python with flowkit installed (default: $FLOWKIT_PYTHON, else "
+                          f"{', then '.join(q(p) for p in pythons)})"),
         ("-h, --help", "show this help"),
     ]
     width = max(len(left) for left, _ in rows + settings) + 2

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
+import reprlib
 from typing import Any, Callable
 
 import attrs
 
-from flowkit.errors import FlowDefinitionError, ParameterError
+from flowkit.errors import FlowDefinitionError, ParameterError, UsageError
 
 RESERVED = ("backend", "workers", "force", "force_steps", "store")
 # `-p NAME=<this>` means "the flow's own default": for targets that cannot write some defaults
@@ -16,6 +18,25 @@ RESERVED = ("backend", "workers", "force", "force_steps", "store")
 FLOW_DEFAULT = "<flowkit: the flow's default>"
 _TYPES: dict[Any, str] = {int: "int", float: "float", str: "str", bool: "bool", list: "list", dict: "dict"}
 _NO_DEFAULT = inspect.Parameter.empty
+# Deeper values are refused with a clear error: fingerprinting, JSON and the compiled targets
+# all recurse, and Python's recursion limit would otherwise end the run with a RecursionError.
+MAX_DEPTH = 100
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother = 4, 80, 80
+
+
+def check_workers(workers: Any, *, what: str = "workers") -> int | None:
+    """``workers`` as a run option: None (one per core) or a whole number >= 1.
+
+    Zero or less would never start a step (the scheduler waits for a free slot forever), and a
+    silent "0 means all cores" hides a typo, so both are refused; the CLI and ``Flow.run`` share this.
+    """
+    if workers is None:
+        return None
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise UsageError(f"{what} must be a whole number of at least 1, got {workers!r}",
+                         hint=f"leave {what} out to run one step per core ({os.cpu_count() or 1} here)")
+    return workers
 
 
 @attrs.frozen
@@ -89,14 +110,37 @@ def _is_json(value: Any) -> bool:
     try:
         json.dumps(value, allow_nan=False)
         return True
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return False
 
 
+def depth_of(value: Any, limit: int = MAX_DEPTH) -> int:
+    """How deeply lists, tuples and dicts nest in ``value`` (a scalar is 0), counted without
+    recursion and only up to ``limit + 1``: enough to refuse a value nested too deep."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, tuple, dict)):
+            depth += 1
+            deepest = max(deepest, depth)
+            if depth > limit:
+                break
+            stack.extend((child, depth) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def _too_deep(flow: str, name: str, what: str) -> ParameterError:
+    return ParameterError(f"flow {flow!r}: parameter {name!r}: the {what} nests deeper than {MAX_DEPTH} levels",
+                          hint=f"flow parameters take JSON values nested at most {MAX_DEPTH} deep: "
+                               "pass a flatter value, or a path to a file that holds it")
+
+
 def _check_type(flow: str, spec: ParamSpec, value: Any, *, what: str = "value") -> Any:
+    if depth_of(value) > MAX_DEPTH:
+        raise _too_deep(flow, spec.name, what)
     if not _matches(spec.type, value):
         raise ParameterError(
-            f"flow {flow!r}: parameter {spec.name!r} expects {spec.type}, got {what} {value!r}",
+            f"flow {flow!r}: parameter {spec.name!r} expects {spec.type}, got {what} {_SHORT.repr(value)}",
             hint=f"pass a {spec.type} JSON value, e.g. -p {spec.name}={_example(spec.type)}",
         )
     if spec.type == "float":
@@ -112,7 +156,10 @@ def _example(type_name: str) -> str:
 
 
 def parse_cli_value(text: str) -> Any:
-    """``-p`` values parse as JSON when they do, else they are strings."""
+    """``-p`` values parse as JSON when they do, else they are strings.
+
+    JSON nested deeper than Python's recursion limit raises RecursionError, which the caller
+    turns into a ParameterError naming the parameter."""
     try:
         return json.loads(text)
     except ValueError:
@@ -142,7 +189,13 @@ def parse_assignments(flow: str, items: list[str] | None, schema: tuple[ParamSpe
         if text == FLOW_DEFAULT:
             out.pop(name, None)
             continue
-        out[name] = text if name in text_params else parse_cli_value(text)
+        if name in text_params:
+            out[name] = text
+            continue
+        try:
+            out[name] = parse_cli_value(text)
+        except RecursionError:  # deeper than MAX_DEPTH too, which resolve() checks for every value
+            raise _too_deep(flow, name, "value") from None
     return out
 
 

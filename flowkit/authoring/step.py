@@ -23,40 +23,52 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0
 _MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(Ki|Mi|Gi|Ti|K|M|G|T)?\s*$")
 
 
-def parse_duration(value: float | int | str | None, *, where: str = "timeout") -> float | None:
+def parse_duration(value: float | int | str | None, *, where: str = "option 'timeout'") -> float | None:
     """Seconds from ``30``, ``"30s"``, ``"10m"`` or ``"2h"``; None stays None."""
     if value is None:
         return None
-    if isinstance(value, bool):
-        raise FlowDefinitionError(f"{where}: expected seconds or a duration like '10m', got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise FlowDefinitionError(f"{where}: expected seconds or a duration like '10m', got {value!r}",
+                                  hint="use seconds (30) or a number with a unit: '30s', '10m', '2h'")
     if isinstance(value, (int, float)):
         seconds = float(value)
     else:
-        match = _DURATION.match(str(value))
+        match = _DURATION.match(value)
         if not match:
             raise FlowDefinitionError(
                 f"{where}: cannot read duration {value!r}",
                 hint="use seconds (30) or a number with a unit: '30s', '10m', '2h'",
             )
         seconds = float(match.group(1)) * _UNITS[match.group(2)]
-    if seconds <= 0:
-        raise FlowDefinitionError(f"{where}: duration must be positive, got {value!r}")
+    if not seconds > 0 or seconds == float("inf"):  # NaN compares false, so it lands here too
+        raise FlowDefinitionError(f"{where}: duration must be positive and finite, got {value!r}")
     return seconds
 
 
 def _delay(value: float | int | str | None) -> float:
     """``retry_delay`` may be zero, unlike a timeout."""
-    if value in (None, 0, 0.0, "0"):
+    if value in (None, 0, 0.0, "0") and not isinstance(value, bool):
         return 0.0
-    return parse_duration(value, where="retry_delay") or 0.0
+    return parse_duration(value, where="option 'retry_delay'") or 0.0
 
 
-def _check_memory(value: str | None) -> str | None:
-    if value is not None and not _MEMORY.match(str(value)):
-        raise FlowDefinitionError(
-            f"Resources.memory: cannot read {value!r}", hint="use Kubernetes units: '512Mi', '4Gi'"
-        )
+def _memory_text(value: Any) -> str | None:
+    """Memory as its text; checked when a step takes the resources, so the error can name the step."""
     return None if value is None else str(value)
+
+
+def _check_resources(res: "Resources") -> "Resources":
+    """The quantities a runner or target reads, checked: memory in Kubernetes units, cpu a number,
+    gpu a whole number (a wrong one would otherwise surface as a traceback in a backend)."""
+    if res.memory is not None and not _MEMORY.match(res.memory):
+        raise FlowDefinitionError(f"option 'resources': cannot read memory {res.memory!r}",
+                                  hint="use a number with Kubernetes units: '512Mi', '4Gi' (or bytes: '1000000')")
+    if res.cpu is not None and (isinstance(res.cpu, bool) or not isinstance(res.cpu, (int, float))):
+        raise FlowDefinitionError(f"option 'resources': cpu must be a number of CPUs, got {res.cpu!r}",
+                                  hint="e.g. fk.Resources(cpu=2) or cpu=0.5")
+    if isinstance(res.gpu, bool) or not isinstance(res.gpu, int) or res.gpu < 0:
+        raise FlowDefinitionError(f"option 'resources': gpu must be a whole number >= 0, got {res.gpu!r}")
+    return res
 
 
 @attrs.frozen
@@ -64,13 +76,14 @@ class Resources:
     """What a step asks of the machine that runs it (container limits, Kubernetes requests)."""
 
     cpu: float | None = None
-    memory: str | None = attrs.field(default=None, converter=_check_memory)
+    memory: str | None = attrs.field(default=None, converter=_memory_text)
     gpu: int = 0
 
     def memory_bytes(self) -> int | None:
         """Memory as bytes, for Docker's ``mem_limit``."""
         if self.memory is None:
             return None
+        _check_resources(self)  # a Resources made outside a step is checked here, not when made
         number, unit = _MEMORY.match(self.memory).groups()  # type: ignore[union-attr]
         powers = {"K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
                   "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, None: 1}
@@ -81,24 +94,55 @@ def _resources(value: Any) -> Resources:
     if value is None:
         return Resources()
     if isinstance(value, dict):
-        return Resources(**value)
+        try:
+            value = Resources(**value)
+        except TypeError as exc:  # an unknown field
+            raise FlowDefinitionError(f"option 'resources': {exc}", hint="fields: cpu, memory, gpu") from None
     if not isinstance(value, Resources):
-        raise FlowDefinitionError(f"resources: expected fk.Resources(cpu=..., memory=..., gpu=...), got {value!r}")
-    return value
+        raise FlowDefinitionError(f"option 'resources': expected fk.Resources(cpu=..., memory=..., gpu=...), got {value!r}")
+    return _check_resources(value)
+
+
+# What an environment variable's value may be given as. A number has one text that every reader
+# parses back (str(3) == "3"); a bool ("True"? "true"? "1"?) and None (usually a missing value,
+# e.g. os.environ.get) have none, and containers have no environment form: those are refused.
+_ENV_VALUE_TYPES = (str, int, float)
 
 
 def _env(value: Mapping[str, Any] | None) -> tuple[tuple[str, str], ...]:
-    items = dict(value or {})
-    for key in items:
+    """``env`` as sorted ``(NAME, text)`` pairs: str values as they are, int and float through str()."""
+    if value is None:
+        return ()
+    if isinstance(value, tuple) and all(isinstance(pair, tuple) and len(pair) == 2 for pair in value):
+        value = dict(value)  # the stored form, given back by attrs.evolve (Step.options)
+    if not isinstance(value, Mapping):
+        raise FlowDefinitionError(f"option 'env': expected a dict of NAME: value, got {type(value).__name__}",
+                                  hint='e.g. env={"MODE": "fast", "THREADS": 4}')
+    for key, item in value.items():
         if not isinstance(key, str) or not key:
-            raise FlowDefinitionError(f"env: variable names must be non-empty strings, got {key!r}")
-    return tuple(sorted((k, str(v)) for k, v in items.items()))
+            raise FlowDefinitionError(f"option 'env': variable names must be non-empty strings, got {key!r}")
+        if isinstance(item, bool) or not isinstance(item, _ENV_VALUE_TYPES):
+            raise FlowDefinitionError(
+                f"option 'env': {key!r} is {item!r} ({type(item).__name__}); a variable's value is text",
+                hint=f"write the text the program reads, e.g. {{{key!r}: {_env_example(item)!r}}} "
+                     "(str, int and float values are taken as str(value))",
+            )
+        if "\0" in str(item) or "\0" in key:
+            raise FlowDefinitionError(f"option 'env': {key!r} holds a NUL character, which no environment can carry")
+    return tuple(sorted((k, str(v)) for k, v in value.items()))
+
+
+def _env_example(item: Any) -> str:
+    """What a refused env value probably meant, for the hint."""
+    if isinstance(item, bool):
+        return "1" if item else "0"
+    return "" if item is None else "..."
 
 
 def _non_negative_int(name: str) -> Callable[[Any, Any, Any], None]:
     def check(_inst: Any, _attr: Any, value: Any) -> None:
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise FlowDefinitionError(f"{name}: expected a whole number >= 0, got {value!r}")
+            raise FlowDefinitionError(f"option {name!r}: expected a whole number >= 0, got {value!r}")
     return check
 
 
@@ -185,7 +229,8 @@ class Step:
                 f"step {self.name!r}: unknown option(s) {', '.join(unknown)}",
                 hint=f"valid options: {', '.join(_OPTION_NAMES)}",
             )
-        return Step(self.fn, attrs.evolve(self.opts, **changes))
+        name = changes.get("name") or self.name
+        return Step(self.fn, _located(self.fn, name, lambda: attrs.evolve(self.opts, **changes)))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         recorder = _RECORDER.get()
@@ -198,16 +243,41 @@ class Step:
 
 
 def step(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
-    """Declare a step: ``@step`` bare or ``@step(retries=2, timeout="10m", ...)``."""
+    """Declare a step: ``@step`` bare or ``@step(retries=2, timeout="10m", ...)``.
+
+    The options are checked when the decorator meets its function, so that an error can name
+    the step and the line of its ``@step``.
+    """
+    if fn is None:
+        return lambda f: _make_step(f, options)
+    return _make_step(fn, options)
+
+
+def _make_step(fn: Any, options: dict[str, Any]) -> Step:
+    fn = _checked_function(fn)
+    name = options.get("name") or getattr(fn, "__name__", "step")
     unknown = sorted(set(options) - set(_OPTION_NAMES))
     if unknown:
-        raise FlowDefinitionError(
-            f"@step: unknown option(s) {', '.join(unknown)}", hint=f"valid options: {', '.join(_OPTION_NAMES)}"
-        )
-    opts = StepOptions(**options)
-    if fn is None:
-        return lambda f: Step(_checked_function(f), opts)
-    return Step(_checked_function(fn), opts)
+        raise FlowDefinitionError(f"step {name!r}{definition_site(fn)}: unknown option(s) {', '.join(unknown)}",
+                                  hint=f"valid options: {', '.join(_OPTION_NAMES)}")
+    return Step(fn, _located(fn, name, lambda: StepOptions(**options)))
+
+
+def _located(fn: Callable[..., Any], name: Any, make: Callable[[], StepOptions]) -> StepOptions:
+    """``make()``, with an option error prefixed by the step's name and where its ``@step`` is."""
+    try:
+        return make()
+    except FlowDefinitionError as exc:
+        raise FlowDefinitionError(f"step {name!r}{definition_site(fn)}: {exc.message}", hint=exc.hint) from None
+
+
+def definition_site(fn: Callable[..., Any]) -> str:
+    """`` at path/to/file.py:LINE`` of the function's ``@step`` line (a decorated function's code
+    starts at its first decorator), or nothing for a callable without code of its own."""
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return ""
+    return f" at {code.co_filename}:{code.co_firstlineno}"
 
 
 def _checked_function(fn: Any) -> Callable[..., Any]:

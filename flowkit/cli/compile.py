@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 from flowkit.cli.args import add_flow
+from flowkit.errors import UsageError
 
 _TARGETS = ("airflow", "argo", "shell")
+# The options only some targets read (each compiler lists its own in ``options_used``), by flag.
+_TARGET_FLAGS = {"image": "--image", "kind": "--kind", "volume_claim": "--volume-claim", "jobs": "--jobs",
+                 "python": "--python"}
 
 
 def add_parsers(sub: Any) -> None:
@@ -19,12 +24,13 @@ def add_parsers(sub: Any) -> None:
                       help="an Airflow DAG file, an Argo Workflows YAML, or a bash script")
     comp.add_argument("-o", "--output", default=".", metavar="DIR", help="folder for the generated files (default: .)")
     comp.add_argument("--store", metavar="URI", help="the store the steps use (default: this machine's store, absolute)")
-    comp.add_argument("--image", metavar="IMAGE", help="default image of steps without one (argo)")
-    comp.add_argument("--kind", default="workflow", choices=("workflow", "workflow-template", "cron-workflow"),
-                      help="argo: the kind of document")
+    comp.add_argument("--image", metavar="IMAGE", help="argo: default image of steps without one")
+    comp.add_argument("--kind", choices=("workflow", "workflow-template", "cron-workflow"),
+                      help="argo: the kind of document (default: workflow)")
     comp.add_argument("--volume-claim", metavar="NAME", help="argo: PersistentVolumeClaim mounted at the store path")
-    comp.add_argument("--jobs", type=int, default=4, metavar="N", help="shell: default parallel steps")
-    comp.add_argument("--python", default="python3", metavar="PATH", help="interpreter in generated commands")
+    comp.add_argument("--jobs", type=int, metavar="N", help="shell: default parallel steps (default: 4)")
+    comp.add_argument("--python", metavar="PATH",
+                      help="argo, shell: the steps' interpreter (default: python3 in the image; for shell, this Python)")
     comp.add_argument("--bundle", action="store_true",
                       help="ship the project's Python files in the store; steps run exactly this code")
     comp.set_defaults(handler=cmd_compile)
@@ -48,21 +54,61 @@ def store_uri(spec: str | None) -> str:
 
 
 def compile_flow(source: str, target: str, *, store: str | None = None, image: str | None = None,
-                 kind: str = "workflow", volume_claim: str | None = None, jobs: int = 4, python: str = "python3",
-                 bundle: bool = False) -> list[Any]:
-    """The target's artifacts for the flow ``source`` names (nothing written yet)."""
+                 kind: str | None = None, volume_claim: str | None = None, jobs: int | None = None,
+                 python: str | None = None, bundle: bool = False) -> list[Any]:
+    """The target's artifacts for the flow ``source`` names (nothing written yet).
+
+    An option the target does not read is refused (passing it means the user expects an effect
+    it would not have); options left out (None) take the target's defaults."""
     from flowkit import registry
     from flowkit.backends.base import CompileOptions, code_digests
     from flowkit.loading import canonical_ref
 
+    compiler = registry.compiler(target)
+    refuse_unused(target, compiler, {"image": image, "kind": kind, "volume_claim": volume_claim, "jobs": jobs,
+                                     "python": python})
+    check_jobs(jobs)
     flow, ref = canonical_ref(source)
     options = CompileOptions(
         flow_ref=ref, source=source, workdir=os.getcwd(), store=store_uri(store), image=image,
-        kind=kind, volume_claim=volume_claim, jobs=jobs, python=python, code_digests=code_digests(flow),
+        kind=kind or "workflow", volume_claim=volume_claim, jobs=4 if jobs is None else jobs,
+        python=steps_python(target, python), code_digests=code_digests(flow),
     )
     if bundle:
         options = with_bundle(options)
-    return registry.compiler(target).compile(flow, options)
+    return compiler.compile(flow, options)
+
+
+def refuse_unused(target: str, compiler: Any, given: dict[str, Any]) -> None:
+    """UsageError for the first given option that ``target`` does not read, naming the targets that do."""
+    from flowkit import registry
+
+    for option, value in given.items():
+        if value is None or option in compiler.options_used:
+            continue
+        users = [name for name in registry.COMPILERS if option in registry.compiler(name).options_used]
+        flag = _TARGET_FLAGS[option]
+        raise UsageError(f"{flag} is not used by the {target} target (only by {', '.join(users) or 'no target'})",
+                         hint=f"drop {flag}, or compile with --target {users[0]}" if users else f"drop {flag}")
+
+
+def check_jobs(jobs: int | None) -> None:
+    """A script whose default is 0 steps at once would refuse every run: say so at compile time."""
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise UsageError(f"--jobs must be a whole number of at least 1, got {jobs!r}",
+                         hint="it is the script's default number of steps at once; the script's own --jobs overrides it")
+
+
+def steps_python(target: str, python: str | None) -> str:
+    """The interpreter the generated commands run. A shell script runs on this machine (or one
+    like it), so by default it records this interpreter, as an absolute path (symlinks kept: a
+    virtualenv's python is a symlink), to find a Python that has flowkit without an active venv;
+    a container's is ``python3``."""
+    if python is None:
+        return os.path.abspath(sys.executable) if target == "shell" and sys.executable else "python3"
+    if target == "shell" and "/" in python and not os.path.isabs(python):
+        return os.path.abspath(python)  # relative to where compile ran, as the user meant it
+    return python
 
 
 def with_bundle(options: Any) -> Any:

@@ -62,6 +62,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from flowkit.authoring.params import check_workers
+
+    check_workers(args.workers, what="--workers")  # before the flow loads: -1 would hang, 0 hide a typo
     if args.dry_run:
         return cmd_plan(args)
     flow, params = flow_and_params(args.flow, args.params)

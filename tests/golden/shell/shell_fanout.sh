@@ -44,7 +44,10 @@ die() {
 JOBS=4
 RUN_ID=
 STORE=file:///shared/store
-PYTHON=${FLOWKIT_PYTHON:-python3}
+# The steps' Python: --python or $FLOWKIT_PYTHON as given, else the first of PYTHONS that can run them.
+PYTHON=${FLOWKIT_PYTHON:-}
+PYTHON_FROM=FLOWKIT_PYTHON
+PYTHONS=(python3)
 p_n_items=3
 p_log_dir=''
 p_wait_seconds=0.0
@@ -75,7 +78,7 @@ while [ "$#" -gt 0 ]; do
     --jobs) JOBS=$2 ;;
     --run-id) RUN_ID=$2 ;;
     --store) STORE=$2 ;;
-    --python) PYTHON=$2 ;;
+    --python) PYTHON=$2 PYTHON_FROM=--python ;;
     -p) set_param "$2" ;;
     --label) p_label=$2 ;;
     --n_items | --n-items) p_n_items=$2 ;;
@@ -103,6 +106,44 @@ case $RUN_ID in
   */* | . | ..) die "--run-id cannot contain / or be . or .., got: $RUN_ID" ;;
 esac
 [ -n "${p_label+set}" ] || die "missing required parameter "label
+
+# python_problem PYTHON: why PYTHON cannot run the steps, or nothing when it can: in the project
+# folder it must import what run-step runs (flowkit and its dependencies).
+python_problem() {
+  local out
+  if ! command -v "$1" >/dev/null 2>&1; then
+    echo "not found"
+  elif ! out=$(cd /project 2>/dev/null || true; "$1" -c 'import flowkit.execution.entrypoint' 2>&1); then
+    echo "cannot import flowkit: ${out##*$'\n'}"
+  fi
+}
+
+# find_python: PYTHON as given, else the first of PYTHONS that works; or stop, saying how to fix it.
+find_python() {
+  local candidate problem tried=
+  if [ -n "$PYTHON" ]; then
+    problem=$(python_problem "$PYTHON")
+    if [ -n "$problem" ]; then
+      printf 'flowkit: %s %s cannot run the steps: %s\n' "$PYTHON_FROM" "$PYTHON" "$problem" >&2
+      printf 'flowkit: install flowkit into it, or name a Python that has it with --python PATH or FLOWKIT_PYTHON\n' >&2
+      exit 127
+    fi
+    return
+  fi
+  for candidate in "${PYTHONS[@]}"; do
+    problem=$(python_problem "$candidate")
+    if [ -z "$problem" ]; then
+      PYTHON=$candidate
+      [ -z "$tried" ] || printf 'flowkit: using %s (%s)\n' "$PYTHON" "${tried#; }" >&2
+      return
+    fi
+    tried+="; $candidate: $problem"
+  done
+  printf 'flowkit: no Python here can run the steps (%s)\n' "${tried#; }" >&2
+  printf 'flowkit: pass --python PATH or set FLOWKIT_PYTHON to a Python that has flowkit installed\n' >&2
+  exit 127
+}
+find_python
 
 pids=()      # the started steps of the current generation
 names=()
@@ -228,7 +269,7 @@ step_4() {
     -p tags="$p_tags"
 }
 
-printf 'flowkit: flow %s, run id %s, store %s\n' shell_fanout "$RUN_ID" "$STORE"
+printf 'flowkit: flow %s, run id %s, store %s, python %s\n' shell_fanout "$RUN_ID" "$STORE" "$PYTHON"
 
 start source step_1
 finish
