@@ -74,3 +74,23 @@ def test_audit_of_a_store_without_hits_audits_nothing(write_module, store: Path,
     mod = write_module(FLOW.format(data=str(tmp_path / "none.txt")))
     report = audit(mod.audited, {"n": 2}, open_store(store, create=False))
     assert report.cached == 0 and report.findings == ()
+
+
+def test_the_audit_command_reports_and_exits_1_when_a_step_differs(write_module, store: Path, tmp_path: Path,
+                                                                   capsys) -> None:
+    from flowkit.cli import main
+
+    data = tmp_path / "data.txt"
+    data.write_text("a")
+    mod = write_module(FLOW.format(data=str(data)), name="audited_flow")
+    flow_file = str(Path(mod.__file__))
+    assert main(["cache", "audit", flow_file, "--store", str(store)]) == 0  # nothing cached yet
+    assert "no cached step to audit" in capsys.readouterr().out
+    assert main(["run", flow_file, "--store", str(store)]) == 0
+    capsys.readouterr()
+    assert main(["cache", "audit", flow_file, "-p", "n=2", "--store", str(store)]) == 1
+    out = capsys.readouterr().out
+    assert "dice" in out and "not deterministic" in out and "5 of 5 cached steps re-run twice, 2 not what" in out
+    assert main(["cache", "audit", "--store", str(store)]) == 2
+    assert "cache audit needs FLOW" in capsys.readouterr().err
+    assert main(["cache", "ls", flow_file, "--store", str(store)]) == 2

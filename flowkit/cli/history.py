@@ -62,6 +62,16 @@ def _read_store(spec: str | None) -> Any:
     return open_store(spec, create=False)
 
 
+def _with_status(store: Any, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Index rows with the status the records give a run without an end: ``interrupted`` once its
+    process is gone (the index cannot know that)."""
+    from flowkit.store.runs import shown_status
+
+    for run in runs:
+        run["status"] = shown_status(store.records, run["run_id"], run["status"])
+    return runs
+
+
 def _duration(run: dict[str, Any]) -> float | None:
     end = run["ended"] or run.get("last_end")
     return None if not end or not run["started"] else end - run["started"]
@@ -81,7 +91,8 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    runs = _read_store(args.store).index.runs(flow=args.flow, limit=args.limit)
+    store = _read_store(args.store)
+    runs = _with_status(store, store.index.runs(flow=args.flow, limit=args.limit))
     if args.json:
         print_json([{**r, "duration": _duration(r)} for r in runs])
         return 0
@@ -97,7 +108,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     store = _read_store(args.store)
     run_id = resolve_run(store, args.run_id)
-    run = store.index.run(run_id)
+    run = _with_status(store, [store.index.run(run_id)])[0]
     nodes = store.index.nodes(run_id)
     metrics = store.index.metrics(run_id)
     logged = store.index.logged_params(run_id)

@@ -9,18 +9,28 @@
     runs/<run id>/nodes/<node>.json          one node's outcome, from run-step (one process per node)
     runs/<run id>/batches/<time>-<pid>.json  node outcomes of in-process runners, written in batches
     runs/<run id>/end.json                   final status (written once at the end)
+    runs/<run id>/heartbeat                  touched while the run's process lives (seen from other hosts)
     bundles/<digest>/                        a code bundle, unpacked (``compile --bundle``)
+    trash/<run id>-<hex>/                    a run ``gc`` is removing (moved here first, in one rename)
     index.sqlite                             history index, rebuilt from the records by reindex
+    index.sqlite.rebuild-<pid>-<hex>         an index being rebuilt aside, then swapped in
+
+Files being written are ``.<name>.tmp-<pid>-<hex>`` beside their real name (``fs.atomic_write``).
 """
 
 from __future__ import annotations
 
 from urllib.parse import quote
 
-OBJECTS, KEYS, RUNS, BUNDLES = "objects", "keys", "runs", "bundles"
+OBJECTS, KEYS, RUNS, BUNDLES, TRASH = "objects", "keys", "runs", "bundles", "trash"
 INDEX = "index.sqlite"
 INDEX_FILES = (INDEX, f"{INDEX}-wal", f"{INDEX}-shm")
-TOP_LEVEL = (OBJECTS, KEYS, RUNS, *INDEX_FILES)  # what `cache clear` removes
+TOP_LEVEL = (OBJECTS, KEYS, RUNS, TRASH, *INDEX_FILES)  # what `cache clear` removes
+INDEX_ASIDE = f"{INDEX}.rebuild-"  # prefix of an index being rebuilt (a killed reindex leaves one)
+
+
+def index_aside(tag: str) -> str:
+    return f"{INDEX_ASIDE}{tag}"
 
 
 def object_path(object_id: str) -> str:
@@ -39,12 +49,20 @@ def run_folder(run_id: str) -> str:
     return f"{RUNS}/{run_id}"
 
 
+def trash_folder(run_id: str, tag: str) -> str:
+    return f"{TRASH}/{run_id}-{tag}"
+
+
 def run_header_path(run_id: str) -> str:
     return f"{RUNS}/{run_id}/run.json"
 
 
 def run_end_path(run_id: str) -> str:
     return f"{RUNS}/{run_id}/end.json"
+
+
+def run_heartbeat_path(run_id: str) -> str:
+    return f"{RUNS}/{run_id}/heartbeat"
 
 
 def node_filename(name: str) -> str:

@@ -43,9 +43,12 @@ class StoredOutput:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "StoredOutput":
-        inline = data.get("inline")
-        return cls(data["object"], data["digest"], int(data["size"]),
-                   base64.b64decode(inline) if inline is not None else None)
+        """TypeError for a record of the wrong shape: a reader treats it as no output at all."""
+        inline, object_id, digest, size = data.get("inline"), data["object"], data["digest"], data["size"]
+        if not (isinstance(object_id, str) and isinstance(digest, str) and isinstance(size, int)
+                and not isinstance(size, bool) and (inline is None or isinstance(inline, str))):
+            raise TypeError("an output needs object and digest as text, size as an integer")
+        return cls(object_id, digest, size, base64.b64decode(inline, validate=True) if inline is not None else None)
 
 
 def serialize(value: Any, where: str) -> bytes:
@@ -119,8 +122,17 @@ class Objects:
         return object_id
 
     def _write_once(self, object_id: str, data: bytes) -> None:
+        """Write the object unless a file of its size is there already (the same bytes, by their
+        digest). A file of another size is a damaged copy: written over, or its step would re-run
+        on every run. A reused file is touched, so that ``gc`` sees it as fresh (a writer is about
+        to record it)."""
         path = layout.object_path(object_id)
-        if self.fs.size(path) is None:
+        if self.fs.size(path) == len(data):
+            try:
+                self.fs.touch(path)
+            except StoreError:
+                pass  # a read-only copy of the right bytes serves as well
+        else:
             self.fs.write(path, data)
 
     def get_bytes(self, object_id: str) -> bytes:
@@ -161,6 +173,19 @@ class Objects:
         return pickle.loads(data)
 
     def ids(self) -> list[str]:
-        """Every object's id (temporary files of running writers left out)."""
+        """Every object's id (temporary files of running or killed writers left out)."""
         return [path.rsplit("/", 1)[1] for path in self.fs.files(layout.OBJECTS)
                 if not path.rsplit("/", 1)[1].startswith(".")]
+
+    def verify(self, object_id: str) -> str | None:
+        """What is wrong with an object file (None: nothing); reads all of it."""
+        data = self.fs.read(layout.object_path(object_id))
+        if data is None:
+            return "missing"
+        digest = hash_bytes(data)
+        return None if digest == object_id else f"corrupt: its bytes hash to {digest[:12]}"
+
+    def is_bundle(self, object_id: str) -> bool:
+        """A code bundle (``compile --bundle``): a zip, where outputs are pickles. No record names a
+        bundle, so ``gc`` asks this before removing an object no record refers to."""
+        return self.fs.read(layout.object_path(object_id), limit=4) == b"PK\x03\x04"

@@ -7,10 +7,12 @@ reads and writes them through the store's ``FileSystem``, at the paths ``layout`
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 import secrets
 import time
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import attrs
 import orjson
@@ -18,31 +20,123 @@ import orjson
 from flowkit.authoring.metrics import Metric
 from flowkit.keys.parts import KeyParts
 from flowkit.store import layout
-from flowkit.store.fs import FileSystem
+from flowkit.store.fs import FileSystem, is_temporary
 from flowkit.store.objects import StoredOutput
 
+T = TypeVar("T")
+
 _ORJSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+_INT64 = (-(2**63), 2**63 - 1)
+log = logging.getLogger("flowkit.store")
 
 
-def dumps_json(data: Any) -> bytes:
+class RecordError(ValueError):
+    """A file that parses as JSON but is not the record it should be (a field missing or of the
+    wrong type). Caught inside the store: the record is skipped with a warning naming its file."""
+
+
+def _orjson_loses(value: Any) -> bool:
+    """True when orjson would not write ``value`` exactly: NaN and infinities (it writes null),
+    integers beyond 64 bits (it refuses them)."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, int):
+        return not _INT64[0] <= value <= _INT64[1]
+    if isinstance(value, dict):
+        return any(_orjson_loses(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_orjson_loses(v) for v in value)
+    return False
+
+
+def _stdlib_dumps(data: Any) -> bytes:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), default=repr).encode()
+
+
+def dumps_json(data: Any, *, exact: Any = None) -> bytes:
     """JSON bytes for records, sorted keys. orjson: encoding and reading records is a fifth of a
     cached step's time with the standard library; it falls back to it for what orjson refuses
-    (integers over 64 bits)."""
+    (integers over 64 bits) and, for ``exact`` (the values that must come back as they were:
+    flow parameters, logged params), for NaN and infinities, which orjson would write as null."""
+    if exact is not None and _orjson_loses(exact):
+        return _stdlib_dumps(data)
     try:
         return orjson.dumps(data, option=_ORJSON_OPTIONS, default=repr)
     except (TypeError, orjson.JSONEncodeError):
-        return json.dumps(data, sort_keys=True, separators=(",", ":"), default=repr).encode()
+        return _stdlib_dumps(data)
 
 
-def loads_json(data: bytes | None) -> dict[str, Any] | None:
-    """A JSON object, or None for missing, torn or non-object bytes (a torn file counts as missing)."""
+def loads_json(data: bytes | None, *, exact: bool = False) -> dict[str, Any] | None:
+    """A JSON object, or None for missing, torn or non-object bytes (a torn file counts as missing).
+
+    orjson reads integers over 64 bits as floats and refuses NaN: ``exact`` reads with the
+    standard library, which keeps both (run headers: a parameter comes back as it was given);
+    either way bytes orjson refuses get a second reading by the standard library."""
     if data is None:
         return None
     try:
-        value = orjson.loads(data)
+        value = json.loads(data) if exact else orjson.loads(data)
     except ValueError:  # orjson.JSONDecodeError is a ValueError
+        try:
+            value = json.loads(data)
+        except (ValueError, RecursionError):
+            return None
+    except RecursionError:
         return None
     return value if isinstance(value, dict) else None
+
+
+def _lossy(value: Any) -> bool:
+    """A float orjson may have made of an integer over 64 bits."""
+    if isinstance(value, float):
+        return abs(value) >= 2.0**63
+    if isinstance(value, dict):
+        return any(_lossy(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_lossy(v) for v in value)
+    return False
+
+
+def _lossy_logged(data: dict[str, Any]) -> bool:
+    """Logged params (of a node record, or of the records of a batch) that orjson may have rounded."""
+    records = data.get("records")
+    if isinstance(records, list):
+        return any(isinstance(r, dict) and _lossy_logged(r) for r in records)
+    logged = data.get("logged_params")
+    return bool(logged) and _lossy(logged)
+
+
+# -- field checks: a record from another version, a hand edit or a bit flip must not crash a reader --
+
+
+def _get(data: dict[str, Any], name: str, kinds: type | tuple[type, ...], default: Any = ...) -> Any:
+    """``data[name]`` checked against ``kinds``; missing or None gives ``default`` (an error without one)."""
+    value = data.get(name)
+    if value is None:
+        if default is ...:
+            raise RecordError(f"{name!r} is missing")
+        return default
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in _as_tuple(kinds)):
+        raise RecordError(f"{name!r} is {type(value).__name__}, not {_names(kinds)}")
+    return value
+
+
+def _need_dict(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise RecordError(f"{where!r} holds {type(value).__name__}, not objects")
+    return value
+
+
+def _as_tuple(kinds: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kinds if isinstance(kinds, tuple) else (kinds,)
+
+
+def _names(kinds: type | tuple[type, ...]) -> str:
+    return " or ".join(k.__name__ for k in _as_tuple(kinds))
+
+
+_NUMBER = (int, float)
+PARSE_ERRORS = (RecordError, KeyError, TypeError, ValueError, AttributeError)  # what a from_json may raise
 
 
 @attrs.define
@@ -81,15 +175,21 @@ class NodeRecord:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "NodeRecord":
-        parts, output = data.get("parts"), data.get("output")
+        """The typed record; RecordError (or another of PARSE_ERRORS) when a field is of the wrong type."""
+        if not isinstance(data, dict):
+            raise RecordError(f"a node record is an object, not {type(data).__name__}")
+        parts, output = _get(data, "parts", dict, None), _get(data, "output", dict, None)
+        metrics = _get(data, "metrics", list, [])
         return cls(
-            flow=data["flow"], run_id=data.get("run_id") or "", node=data["node"], status=data["status"],
-            key=data.get("key"), parts=KeyParts.from_json(parts) if parts else None,
+            flow=_get(data, "flow", str), run_id=_get(data, "run_id", str, ""), node=_get(data, "node", str),
+            status=_get(data, "status", str), key=_get(data, "key", str, None),
+            parts=KeyParts.from_json(parts) if parts else None,
             output=StoredOutput.from_json(output) if output else None,
-            started=data.get("started") or 0.0, duration=data.get("duration") or 0.0,
-            attempts=data.get("attempts") or 0, error=data.get("error"), traceback=data.get("traceback"),
-            metrics=[Metric.from_json(m) for m in data.get("metrics") or ()],
-            logged_params=data.get("logged_params") or {}, created=data.get("created"),
+            started=_get(data, "started", _NUMBER, 0.0) or 0.0, duration=_get(data, "duration", _NUMBER, 0.0) or 0.0,
+            attempts=_get(data, "attempts", int, 0) or 0, error=_get(data, "error", str, None),
+            traceback=_get(data, "traceback", str, None),
+            metrics=[Metric.from_json(_need_dict(m, "metrics")) for m in metrics],
+            logged_params=_get(data, "logged_params", dict, {}) or {}, created=_get(data, "created", _NUMBER, None),
         )
 
 
@@ -104,22 +204,37 @@ class CacheHit:
 
 @attrs.frozen
 class RunHeader:
-    """``run.json``: who ran what, with which parameters, on which backend."""
+    """``run.json``: who ran what, with which parameters, on which backend, in which process.
+
+    ``pid``, ``host`` and ``pid_start`` name the process that runs it (``flowkit run`` or
+    ``Flow.run``), so a run without an end whose process is gone shows as interrupted; a run
+    recorded by ``run-step`` has no single process and leaves them out (as do older records)."""
 
     flow: str
     params: dict[str, Any]
     nodes: list[str]
     backend: str | None
     started: float
+    pid: int | None = None
+    host: str | None = None
+    pid_start: str | None = None  # the process's start, so a pid used again later is not taken for it
 
     def to_json(self) -> dict[str, Any]:
-        return {"flow": self.flow, "params": self.params, "nodes": list(self.nodes), "backend": self.backend,
+        data = {"flow": self.flow, "params": self.params, "nodes": list(self.nodes), "backend": self.backend,
                 "started": self.started}
+        for name in ("pid", "host", "pid_start"):
+            if getattr(self, name) is not None:
+                data[name] = getattr(self, name)
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "RunHeader":
-        return cls(data["flow"], data.get("params") or {}, list(data.get("nodes") or ()), data.get("backend"),
-                   data["started"])
+        nodes = _get(data, "nodes", list, [])
+        if not all(isinstance(n, str) for n in nodes):
+            raise RecordError("'nodes' holds a value that is not a name")
+        return cls(_get(data, "flow", str), _get(data, "params", dict, {}) or {}, list(nodes),
+                   _get(data, "backend", str, None), _get(data, "started", _NUMBER),
+                   _get(data, "pid", int, None), _get(data, "host", str, None), _get(data, "pid_start", str, None))
 
 
 @attrs.frozen
@@ -138,49 +253,97 @@ class RunEnd:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "RunEnd":
-        return cls(data["status"], data["ended"], data.get("error"))
+        return cls(_get(data, "status", str), _get(data, "ended", _NUMBER), _get(data, "error", str, None))
 
 
 class Records:
-    """Reads and writes every kind of record; knows nothing of the index."""
+    """Reads and writes every kind of record; knows nothing of the index.
+
+    Readers never crash on a bad record: it reads as missing, and scans (reindex, gc, ls) skip it
+    with one warning naming its file. The cache-hit read stays silent: a bad key record is a miss,
+    and the step that runs again writes it anew."""
 
     def __init__(self, fs: FileSystem) -> None:
         self.fs = fs
+        self._warned: set[str] = set()
 
-    def _read(self, path: str) -> dict[str, Any] | None:
+    def warn(self, path: str, reason: Any) -> None:
+        """Say once per file that a record was skipped, and why."""
+        if path not in self._warned:
+            self._warned.add(path)
+            log.warning("warning: skipped %s: %s", path, reason)
+
+    def _read(self, path: str, *, exact: bool = False) -> dict[str, Any] | None:
         try:
-            return loads_json(self.fs.read(path))
+            return loads_json(self.fs.read(path), exact=exact)
         except OSError:
             return None
 
-    def _write(self, path: str, data: dict[str, Any]) -> None:
-        self.fs.write(path, dumps_json(data))
+    def _read_nodes(self, path: str) -> dict[str, Any] | None:
+        """A node, key or batch record: by orjson, again by the standard library when a logged
+        param may be an integer orjson rounded."""
+        data = self._read(path)
+        return self._read(path, exact=True) if data is not None and _lossy_logged(data) else data
+
+    def _parse(self, path: str, parse: Callable[[dict[str, Any]], T], data: dict[str, Any] | None) -> T | None:
+        """``parse(data)``, or None with a warning when the JSON is not that kind of record."""
+        if data is None:
+            return None
+        try:
+            return parse(data)
+        except PARSE_ERRORS as exc:
+            self.warn(path, f"not a valid record ({exc})")
+            return None
+
+    def _read_record(self, path: str, parse: Callable[[dict[str, Any]], T], *, exact: bool = False) -> T | None:
+        data = self._read(path, exact=True) if exact else self._read_nodes(path)
+        if data is None and self.fs.size(path):
+            self.warn(path, "not JSON (torn or damaged)")
+        return self._parse(path, parse, data)
+
+    def _write(self, path: str, data: dict[str, Any], exact: Any = None) -> None:
+        self.fs.write(path, dumps_json(data, exact=exact))
 
     # -- cache keys --------------------------------------------------------------------------
 
     def read_key(self, key: str) -> NodeRecord | None:
-        data = self._read(layout.key_path(key))
-        return NodeRecord.from_json(data) if data and data.get("key") == key else None
+        path = layout.key_path(key)
+        record = self._parse(path, NodeRecord.from_json, self._read_nodes(path))
+        return record if record is not None and record.key == key else None
 
     def read_hit(self, key: str) -> CacheHit | None:
-        """The output of a key record, without the rest: a cached step's one read, on the hot path."""
+        """The output of a key record, without the rest: a cached step's one read, on the hot path.
+        A record of the wrong shape is a miss (the step runs and writes it again)."""
         data = self._read(layout.key_path(key))
         if not data or data.get("key") != key or not data.get("output"):
             return None
-        metrics = data.get("metrics")
-        return CacheHit(StoredOutput.from_json(data["output"]), [Metric.from_json(m) for m in metrics] if metrics else [],
-                        data.get("logged_params") or {})
+        try:
+            metrics = data.get("metrics")
+            logged = data.get("logged_params") or {}
+            if logged and _lossy(logged):
+                logged = (self._read_nodes(layout.key_path(key)) or {}).get("logged_params") or {}
+            hit = CacheHit(StoredOutput.from_json(data["output"]),
+                           [Metric.from_json(m) for m in metrics] if metrics else [], logged)
+        except PARSE_ERRORS:
+            return None
+        return hit if isinstance(hit.logged_params, dict) else None
 
     def write_key(self, record: NodeRecord) -> None:
         assert record.key is not None
-        self._write(layout.key_path(record.key), record.to_json())
+        self._write(layout.key_path(record.key), record.to_json(), record.logged_params or None)
 
     def key_files(self) -> list[tuple[str, NodeRecord | None]]:
-        """Every file under ``keys/`` with its record, None where it is not a readable key record."""
+        """Every file under ``keys/`` but those being written, with its record: None where it is
+        not a readable key record (warned)."""
         found: list[tuple[str, NodeRecord | None]] = []
         for path in self.fs.files(layout.KEYS):
-            data = self._read(path) if layout.is_key_path(path) else None
-            found.append((path, NodeRecord.from_json(data) if data is not None and "key" in data else None))
+            if is_temporary(path):
+                continue
+            record = self._read_record(path, parse_key_record) if layout.is_key_path(path) else None
+            if record is not None and record.key != path.rsplit("/", 1)[1].removesuffix(".json"):
+                self.warn(path, f"holds the record of another key ({record.key})")
+                record = None
+            found.append((path, record))
         return found
 
     def key_records(self) -> list[NodeRecord]:
@@ -190,45 +353,51 @@ class Records:
     # -- runs --------------------------------------------------------------------------------
 
     def write_header(self, run_id: str, header: RunHeader) -> None:
-        self._write(layout.run_header_path(run_id), header.to_json())
+        self._write(layout.run_header_path(run_id), header.to_json(), header.params)
 
     def read_header(self, run_id: str) -> RunHeader | None:
-        data = self._read(layout.run_header_path(run_id))
-        return RunHeader.from_json(data) if data is not None else None
+        return self._read_record(layout.run_header_path(run_id), RunHeader.from_json, exact=True)
 
     def has_header(self, run_id: str) -> bool:
         return self.fs.size(layout.run_header_path(run_id)) is not None
 
     def write_node(self, record: NodeRecord) -> None:
         """One node's record in a file of its own (run-step: one process per node)."""
-        self._write(layout.node_path(record.run_id, record.node), record.to_json())
+        self._write(layout.node_path(record.run_id, record.node), record.to_json(), record.logged_params or None)
 
     def write_batch(self, run_id: str, records: list[NodeRecord]) -> None:
         """Many node records in one file (in-process runners)."""
         name = f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(2)}"
-        self._write(layout.batch_path(run_id, name), {"records": [r.to_json() for r in records]})
+        exact = [r.logged_params for r in records if r.logged_params] or None
+        self._write(layout.batch_path(run_id, name), {"records": [r.to_json() for r in records]}, exact)
 
     def write_end(self, run_id: str, end: RunEnd) -> None:
         self._write(layout.run_end_path(run_id), end.to_json())
 
     def read_end(self, run_id: str) -> RunEnd | None:
-        data = self._read(layout.run_end_path(run_id))
-        return RunEnd.from_json(data) if data is not None else None
+        return self._read_record(layout.run_end_path(run_id), RunEnd.from_json)
 
     def read_node(self, run_id: str, node: str) -> NodeRecord | None:
-        data = self._read(layout.node_path(run_id, node))
-        if data is not None:
-            return NodeRecord.from_json(data)
+        path = layout.node_path(run_id, node)
+        record = self._read_record(path, NodeRecord.from_json)
+        if record is not None:
+            return record
         return next((r for r in self._batch_records(run_id) if r.node == node), None)
 
+    def run_folders(self) -> list[str]:
+        """Every folder under ``runs/``: a run, or one being created (its run.json not yet there)."""
+        return self.fs.folders(layout.RUNS)
+
     def run_ids(self) -> list[str]:
-        return [run_id for run_id in self.fs.folders(layout.RUNS) if self.has_header(run_id)]
+        return [run_id for run_id in self.run_folders() if self.has_header(run_id)]
 
     def node_records(self, run_id: str) -> list[NodeRecord]:
         """Every node record of a run; where a node was recorded twice, the later start wins."""
         latest: dict[str, NodeRecord] = {}
-        singles = [self._read(path) for path in self.fs.files(layout.nodes_folder(run_id)) if path.endswith(".json")]
-        for record in [*self._batch_records(run_id), *(NodeRecord.from_json(d) for d in singles if d)]:
+        singles = [self._read_record(path, NodeRecord.from_json)
+                   for path in self.fs.files(layout.nodes_folder(run_id))
+                   if path.endswith(".json") and not is_temporary(path)]
+        for record in [*self._batch_records(run_id), *(r for r in singles if r is not None)]:
             known = latest.get(record.node)
             if known is None or record.started >= known.started:
                 latest[record.node] = record
@@ -237,6 +406,23 @@ class Records:
     def _batch_records(self, run_id: str) -> list[NodeRecord]:
         records: list[NodeRecord] = []
         for path in self.fs.files(layout.batches_folder(run_id)):
-            if path.endswith(".json"):
-                records += [NodeRecord.from_json(d) for d in (self._read(path) or {}).get("records", [])]
+            if not path.endswith(".json") or is_temporary(path):
+                continue
+            batch = self._read_record(path, _batch)
+            for i, data in enumerate(batch or ()):
+                record = self._parse(f"{path} (record {i + 1})", NodeRecord.from_json, data)
+                if record is not None:
+                    records.append(record)
         return records
+
+
+def parse_key_record(data: dict[str, Any]) -> NodeRecord:
+    """A key record: a node record that names its key."""
+    record = NodeRecord.from_json(data)
+    if record.key is None:
+        raise RecordError("'key' is missing")
+    return record
+
+
+def _batch(data: dict[str, Any]) -> list[Any]:
+    return _get(data, "records", list)

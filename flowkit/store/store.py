@@ -134,7 +134,7 @@ class Store:
 
     def open_index(self) -> Index:
         """A connection of its own (SQLite connections belong to one thread)."""
-        return Index(self.fs.local(layout.INDEX), readonly=not self.writable)
+        return Index(self.fs.local(layout.INDEX), readonly=not self.writable, records=self.records)
 
     def close_index(self) -> None:
         if self._index is not None:
