@@ -265,12 +265,28 @@ def _default_signals() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+_STARTED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_run_left_behind():
+    """A test that fails while a gated run waits must not leave that run waiting for ever."""
+    yield
+    while _STARTED:
+        proc = _STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
 def _start(tmp_path: Path, store: Path, *args: str) -> subprocess.Popen:
-    """``flowkit run gated.py`` in a process of its own."""
+    """``flowkit run gated.py`` in a process of its own (killed after the test if still going)."""
     (tmp_path / "gated.py").write_text(textwrap.dedent(GATED))
-    return subprocess.Popen([sys.executable, "-m", "flowkit", "run", "gated.py", "--store", str(store), *args],
+    proc = subprocess.Popen([sys.executable, "-m", "flowkit", "run", "gated.py", "--store", str(store), *args],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=_default_signals)
+    _STARTED.append(proc)
+    return proc
 
 
 def _wait_until(condition, what: str, seconds: float = 30) -> None:
