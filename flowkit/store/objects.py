@@ -34,11 +34,16 @@ class StoredOutput:
     digest: str
     size: int
     inline: bytes | None = None
+    # the inline bytes as the records hold them, encoded once: a step's record and its index row
+    # both carry the output, on a cached step's path
+    inline_text: str | None = attrs.field(
+        default=attrs.Factory(lambda out: None if out.inline is None else base64.b64encode(out.inline).decode(),
+                              takes_self=True), eq=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"object": self.object, "digest": self.digest, "size": self.size}
-        if self.inline is not None:
-            data["inline"] = base64.b64encode(self.inline).decode()
+        if self.inline_text is not None:
+            data["inline"] = self.inline_text
         return data
 
     @classmethod
@@ -48,7 +53,8 @@ class StoredOutput:
         if not (isinstance(object_id, str) and isinstance(digest, str) and isinstance(size, int)
                 and not isinstance(size, bool) and (inline is None or isinstance(inline, str))):
             raise TypeError("an output needs object and digest as text, size as an integer")
-        return cls(object_id, digest, size, base64.b64decode(inline, validate=True) if inline is not None else None)
+        return cls(object_id, digest, size, base64.b64decode(inline, validate=True) if inline is not None else None,
+                   inline)
 
 
 def serialize(value: Any, where: str) -> bytes:
