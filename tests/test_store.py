@@ -782,6 +782,25 @@ def test_gc_keep_must_be_zero_or_more(store: Path, capsys) -> None:
     code, out, err = _cli(capsys, "cache", "gc", "--keep", "-1", "--store", str(store))
     assert code == 2 and err.startswith("error: cache gc: --keep must be 0 or more, got -1")
     assert "Traceback" not in err and len(err.strip().splitlines()) == 2
+    code, out, err = _cli(capsys, "cache", "gc", "--keep-last", "-1", "--store", str(store))  # SPEC §12's name
+    assert code == 2 and "--keep must be 0 or more" in err
+
+
+def test_verify_beside_a_writer_keeps_an_entry_whose_object_came_after_the_listing(write_module, tmp_path: Path,
+                                                                                   store: Path, monkeypatch,
+                                                                                   capsys) -> None:
+    """A run writes an object, then its key record: verify, which lists the objects first, must not
+    take the new record for one whose object is gone."""
+    from flowkit.store.objects import Objects
+
+    (tmp_path / "open").write_text("")
+    mod = write_module(GATED)
+    run = mod.gated.run(store=store, path=str(tmp_path / "open"))
+    monkeypatch.setattr(Objects, "ids", lambda self: [])  # as listed a moment before `big` was stored
+    assert _cli(capsys, "cache", "verify", "--store", str(store))[0] == 0
+    monkeypatch.undo()
+    assert {s.status for s in mod.gated.run(store=store, path=str(tmp_path / "open")).steps.values()} == {"cached"}
+    assert run.steps["big"].output.inline is None  # the entry this is about has an object file
 
 
 def test_gc_keeps_code_bundles(tmp_path: Path, capsys) -> None:
