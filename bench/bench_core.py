@@ -311,6 +311,8 @@ def main() -> None:
     args = parser.parse_args()
     global TEMP_ROOT
     TEMP_ROOT = args.tmp
+    if TEMP_ROOT:
+        os.makedirs(TEMP_ROOT, exist_ok=True)
     repeats = 3 if args.quick else 7
     print(f"flowkit {fk.__version__}, Python {sys.version.split()[0]}, {sys.platform}, {os.cpu_count()} cores; "
           f"stores in {os.path.abspath(TEMP_ROOT or tempfile.gettempdir())}; medians of {repeats}\n")

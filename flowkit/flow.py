@@ -14,6 +14,7 @@ from flowkit.errors import FlowDefinitionError, Unstable
 from flowkit.graph.builder import trace
 from flowkit.graph.nodes import FlowGraph
 from flowkit.keys.code import code_fingerprint
+from flowkit.keys.values import forget_pass
 
 if TYPE_CHECKING:
     from flowkit.execution.plan import Plan
@@ -47,6 +48,7 @@ class Flow:
             code = None  # cannot tell what changed: trace again
         if self._graph is None or code is None or code != self._graph_code:
             self._graph, self._graph_code = self._build(), code
+            forget_pass()  # the body is user code: it may have changed a value fingerprinted above
         return self._graph
 
     def _build(self) -> FlowGraph:

@@ -357,3 +357,33 @@ def test_a_callable_global_object_counts_with_its_class_code(write_module, store
     assert result_and_statuses(mod.callables, store)[0] == 6
     cell(mod, "class Doubler:\n    def __call__(self, x):\n        return 3 * x\n\nDOUBLE = Doubler()\n")
     assert result_and_statuses(mod.callables, store) == (9, {"use": "ran"})
+
+
+SHARED_ARRAY = '''
+import numpy as np
+import flowkit as fk
+
+BIG = np.zeros(200_000)  # 1.6 MB: large enough that one plan hashes it once for the body and the step
+
+@fk.step
+def bump():
+    BIG[0] += 1.0  # changes, in place, a value the flow passes to the next step
+    return 1
+
+@fk.step
+def total(values):
+    return float(values.sum())
+
+@fk.flow
+def shared_array():
+    return total(BIG).after(bump())
+'''
+
+
+def test_a_large_value_changed_in_place_by_a_step_is_keyed_as_the_next_step_gets_it(write_module, store) -> None:
+    mod = write_module(SHARED_ARRAY)
+    assert result_and_statuses(mod.shared_array, store)[0] == 1.0
+    mod.BIG[0] = 0.0  # as a new process would see it: bump is cached and changes nothing now
+    result, statuses = result_and_statuses(mod.shared_array, store)
+    assert statuses == {"bump": "cached", "total": "ran"}  # total's first run was keyed by the bumped array
+    assert result == 0.0

@@ -13,6 +13,7 @@ import attrs
 from flowkit.execution.verdict import decide
 from flowkit.graph.nodes import FlowSpec
 from flowkit.keys.parts import KeyParts, differences
+from flowkit.keys.values import one_pass
 from flowkit.store.store import Store
 
 
@@ -46,6 +47,7 @@ class Plan:
         return {"flow": self.flow, "params": self.params, "steps": [row.to_json() for row in self.rows]}
 
 
+@one_pass()  # the graph check and the keys share each large value's hash
 def make_plan(flow: FlowSpec, params: dict[str, Any], store: Store, *, force: bool = False,
               force_steps: tuple[str, ...] = ()) -> Plan:
     """Predict every node's verdict in topological order."""

@@ -22,6 +22,7 @@ import attrs
 from flowkit.errors import CorruptObject, FlowDefinitionError, MissingInput, RunCancelled, StoreError
 from flowkit.execution.runtime import NodeOutcome, RunContext, execute, loader, value_of
 from flowkit.graph.nodes import FlowGraph, FlowSpec
+from flowkit.keys.values import one_pass
 from flowkit.store.journal import Journal
 from flowkit.store.liveness import this_process
 from flowkit.store.records import RunEnd, RunHeader
@@ -185,6 +186,7 @@ class Run:
         return f"<flowkit run {self.id} {self.flow.name} {self.status}>"
 
 
+@one_pass()  # the graph check and the keys share each large value's hash
 def run_flow(flow: FlowSpec, params: dict[str, Any], runner: Runner, *, backend: str, force: bool = False,
              force_steps: tuple[str, ...] = (), store: Any = None) -> Run:
     """Record the run, execute it with ``runner`` (the backend named ``backend``), record its end.

@@ -21,6 +21,7 @@ from flowkit.authoring.metrics import Metric, collecting
 from flowkit.errors import CorruptObject, FlowDefinitionError, FlowkitError, MissingInput, SerializationError, StepFailure
 from flowkit.graph.nodes import Arg, FlowGraph, FlowSpec, Literal, Mapping, Node, ParamRef, Ref, Seq
 from flowkit.keys.parts import KeyParts, resolve_path
+from flowkit.keys.values import forget_pass
 from flowkit.store.objects import StoredOutput
 from flowkit.store.records import NodeRecord
 from flowkit.store.store import Store
@@ -187,6 +188,7 @@ def invoke(node: Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """Call the step function: here, or in a child process that a timeout can kill."""
     timeout = node.step.opts.timeout
     if timeout is None:
+        forget_pass()  # the step may change in place a value this pass has fingerprinted
         return node.step.fn(*args, **kwargs)
     from flowkit.execution.forking import call_with_timeout
 
@@ -270,6 +272,7 @@ def _run(ctx: RunContext, node: Node, outputs: dict[str, StoredOutput], decision
     outcome.status, outcome.error, outcome.traceback = "ran", None, None
     outcome.duration = time.time() - started
     if decision.key is not None and node.step.opts.cache:
+        ctx.store.sources.record(decision.parts, node.step.fn)  # before the key naming them; new code only
         # the node record of this run, too: `cache reindex` restores it if the run is killed before
         # its journal is written
         ctx.store.records.write_key(attrs.evolve(outcome.record(ctx.flow.name, ctx.run_id, with_parts=True),

@@ -10,6 +10,8 @@ memory addresses. numpy, pandas and dill are imported only when a value needs th
 from __future__ import annotations
 
 import collections
+import contextlib
+import contextvars
 import dataclasses
 import enum
 import functools
@@ -20,7 +22,7 @@ import pathlib
 import re
 import threading
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import attrs
@@ -98,8 +100,50 @@ class Feed:
         return self._hasher.digest()
 
 
+# id -> (value, digest) of large values fingerprinted in this pass (see ``one_pass``)
+_PASS: contextvars.ContextVar[dict[int, tuple[object, str]] | None] = contextvars.ContextVar("flowkit_pass", default=None)
+
+
+@contextlib.contextmanager
+def one_pass() -> Iterator[None]:
+    """While no user code runs, a large value fingerprinted twice is hashed once: a flow's body and
+    its step reading one 400 MB array (the graph check, then the argument's key part). User code
+    may change values in place, so whatever runs it calls ``forget_pass()`` first."""
+    token = _PASS.set({})
+    try:
+        yield
+    finally:
+        _PASS.reset(token)
+
+
+def forget_pass() -> None:
+    """User code is about to run: what this pass remembered may no longer hold."""
+    memo = _PASS.get()
+    if memo:
+        memo.clear()
+
+
 def fingerprint(value: object) -> str:
     """Canonical hex digest of a value: equal for equal content in any process, on any machine."""
+    memo = _PASS.get()
+    if memo is not None and _is_large(value):
+        held = memo.get(id(value))
+        if held is not None and held[0] is value:
+            return held[1]
+        digest = _fingerprint(value)
+        memo[id(value)] = (value, digest)
+        return digest
+    return _fingerprint(value)
+
+
+def _is_large(value: object) -> bool:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return len(value) >= _LARGE
+    cls = type(value)  # a numpy array, found without importing numpy or asking a user's object
+    return cls.__name__ == "ndarray" and cls.__module__ == "numpy" and value.nbytes >= _LARGE  # type: ignore[attr-defined]
+
+
+def _fingerprint(value: object) -> str:
     feed = Feed()
     try:
         feed.write_value(value)
