@@ -39,26 +39,13 @@ FLOW = (Path(__file__).resolve().parents[1] / "tests" / "flows" / "faulty.py").r
 CHECK = '''
 import importlib.util, json, sys
 
-
-def expected(salt, extra):
-    """Every node's value, from plain Python (tests/test_faults.py has the same)."""
-    src, base = list(range(salt, salt + 1000)), list(range(3000))
-    squares = [[x * x + k for x in src] for k in range(3)] + [[x * x + 7 for x in base]]
-    totals = [sum(s) for s in squares]
-    values = {"source": src, "shared": base, "combine": {"sum": sum(totals) + extra, "n": 4}}
-    for i, (sq, tot) in enumerate(zip(squares, totals)):
-        suffix = "" if i == 0 else f"-{i + 1}"
-        values[f"square{suffix}"], values[f"total{suffix}"] = sq, tot
-    return values
-
-
 path, store, backend, salt, extra = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 spec = importlib.util.spec_from_file_location(path.rsplit("/", 1)[1][:-3], path)
 module = importlib.util.module_from_spec(spec)
 sys.modules[spec.name] = module
 spec.loader.exec_module(module)
 run = module.faulty.run(store=store, backend=backend, salt=salt, extra=extra)
-right = expected(salt, extra)
+right = module.expected(salt, extra)
 print(json.dumps({"status": run.status,
                   "steps": {n: [o.status, o.cache_key] for n, o in run.steps.items()},
                   "wrong": [n for n in run.steps if run.status != "succeeded" or run.output(n) != right[n]]}))
@@ -212,6 +199,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=8)
     parser.add_argument("--tmp", metavar="DIR", default=None, help="where the store goes (default: the system's)")
     args = parser.parse_args()
+    if args.tmp:
+        os.makedirs(args.tmp, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="flowkit-faults-", dir=args.tmp))
     bench = Bench(root, random.Random(args.seed))
     started = time.time()
