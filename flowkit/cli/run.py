@@ -27,6 +27,9 @@ def add_parsers(sub: Any) -> None:
     add_flow(plan)
     add_params(plan)
     _add_force(plan, "plan as if every step were forced", "plan as if this step were forced")
+    plan.add_argument("--since", metavar="REV",
+                      help="from code alone (no store): the steps a change since git revision REV re-runs")
+    plan.add_argument("--write-key-parts", metavar="FILE", help=argparse.SUPPRESS)  # --since's child process
     add_json(plan, "print the plan as JSON")
     add_store(plan)
     plan.set_defaults(handler=cmd_plan)
@@ -50,6 +53,10 @@ def _add_force(parser: argparse.ArgumentParser, every: str, one: str) -> None:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    if getattr(args, "write_key_parts", None):
+        return _write_key_parts(args.flow, args.params, args.write_key_parts)
+    if getattr(args, "since", None) is not None:  # `run --dry-run` has no --since
+        return _plan_since(args)
     flow, params = flow_and_params(args.flow, args.params)
     plan = flow.plan(force=args.force, force_steps=args.force_steps, store=args.store, **params)
     if args.json:
@@ -59,6 +66,78 @@ def cmd_plan(args: argparse.Namespace) -> int:
     counts = plan.counts()
     print(f"\n{counts['cached']} cached, {counts['run']} to run, {counts['after upstream']} after upstream")
     return 0
+
+
+def _plan_since(args: argparse.Namespace) -> int:
+    """``plan --since REV``: what a change since REV re-runs, from code alone."""
+    from pathlib import Path
+
+    from flowkit.execution.since import FlowLocation, since_report
+    from flowkit.loading import is_file_ref, split_ref
+
+    if args.force or args.force_steps or args.store:
+        raise UsageError("plan --since compares code only: it reads no store and forces no step "
+                         "(drop --store, --force and --force-step, or drop --since)")
+    flow, params = flow_and_params(args.flow, args.params)
+    target, attr = split_ref(args.flow)
+    where = (FlowLocation(Path(target).expanduser().resolve(), None, attr) if is_file_ref(target)
+             else FlowLocation(None, target, attr))
+    report = since_report(flow, flow.resolve_params(params), where, args.params or [], args.since)
+    if args.json:
+        print_json(report.to_json())
+        return 0
+    if report.note:
+        print(report.note + "\n")
+    print(table([[r.node, r.verdict, r.reason] for r in report.rows], ["STEP", "VERDICT", "REASON"]))
+    print("\n" + report.summary())
+    return 0
+
+
+def _write_key_parts(ref: str, raw_params: list[str] | None, out: str) -> int:
+    """The child side of ``--since``, run in the tree at REV: the flow's key parts as JSON in
+    ``out``, or ``{"missing": why}`` when the flow is not in this tree (then every step is new).
+    ``-p`` names this version of the flow does not have are left out."""
+    import json
+    from pathlib import Path
+
+    from flowkit.authoring.params import parse_assignments
+    from flowkit.errors import LoadError
+    from flowkit.execution.since import snapshot
+    from flowkit.flow import Flow
+    from flowkit.loading import flows_in, is_file_ref, load_flow, load_module, split_ref
+
+    target, attr = split_ref(ref)
+    name = Path(target).name if is_file_ref(target) else target
+    try:
+        module = load_module(target)
+    except LoadError:
+        if Path(target).is_file() if is_file_ref(target) else _module_found(target):
+            raise  # it is there and fails to import: the user must see why
+        module = None
+    missing = (f"module {name} is not there" if module is None
+               else f"{name} has no flow {attr!r}" if attr and not isinstance(getattr(module, attr, None), Flow)
+               else f"{name} defines no flow" if not attr and not flows_in(module) else None)
+    if missing is not None:
+        found: dict[str, Any] = {"missing": missing}
+    else:
+        flow = load_flow(ref)
+        names = {spec.name for spec in flow.params}
+        given = [item for item in raw_params or () if item.partition("=")[0] in names]
+        found = snapshot(flow, flow.resolve_params(parse_assignments(flow.name, given, flow.params)))
+    Path(out).write_text(json.dumps(found), encoding="utf-8")
+    return 0
+
+
+def _module_found(name: str) -> bool:
+    """As ``loading.load_module`` decides it: a parent package that raises counts as found."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ImportError:
+        return False
+    except Exception:
+        return True
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -32,20 +32,30 @@ class Decision:
     logged_params: dict[str, Any] = attrs.field(factory=dict)
 
 
-def decide(store: Store, node: Node, *, params: dict[str, Any], upstream: dict[str, str],
-           flow_image: str | None, forced: bool) -> Decision:
-    """Compute the key of ``node`` given its upstream output digests, and look it up."""
+def node_parts(node: Node, *, params: dict[str, Any], upstream: dict[str, str],
+               flow_image: str | None) -> tuple[KeyParts | None, str | None]:
+    """The node's key parts given its upstream output digests, or None and why it has none (code or
+    an input that cannot be fingerprinted stably). ``plan --since`` builds them the same way."""
     opts = node.step.opts
     try:
         code = code_fingerprint(node.step.fn)
     except Unstable as exc:
-        return Decision(None, None, reason=f"unstable code: {exc.reason}")
+        return None, f"unstable code: {exc.reason}"
     try:
         args = {name: key_parts.arg_part(arg, params, upstream) for name, arg in node.args.items()}
     except Unstable as exc:
-        return Decision(None, None, reason=f"unstable input: {exc.reason}")
-    parts = key_parts.key_parts(version=opts.version, code=code, args=args, image=opts.image or flow_image,
-                                env=opts.env)
+        return None, f"unstable input: {exc.reason}"
+    return key_parts.key_parts(version=opts.version, code=code, args=args, image=opts.image or flow_image,
+                               env=opts.env), None
+
+
+def decide(store: Store, node: Node, *, params: dict[str, Any], upstream: dict[str, str],
+           flow_image: str | None, forced: bool) -> Decision:
+    """Compute the key of ``node`` given its upstream output digests, and look it up."""
+    opts = node.step.opts
+    parts, why = node_parts(node, params=params, upstream=upstream, flow_image=flow_image)
+    if parts is None:
+        return Decision(None, None, reason=why)
     key = parts.key
     if not opts.cache:
         return Decision(key, parts, reason="cache disabled")
