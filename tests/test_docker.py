@@ -9,6 +9,7 @@ import pytest
 
 from flowkit.errors import FlowkitError
 from flowkit.loading import load_flow
+from flowkit.store import open_store
 
 from conftest import require_env
 
@@ -160,3 +161,25 @@ def test_a_missing_image_fails_that_step_with_the_reason(docker_image: str, stor
     assert run.status == "failed"
     assert run.steps["fine"].status == "ran"
     assert run.steps["lost"].error.startswith("cannot start a container of image 'flowkit-test-no-such-image:0'")
+
+
+def test_what_a_step_printed_in_its_container_is_read_back_with_flowkit_logs(docker_image: str, store: Path,
+                                                                            tmp_path: Path) -> None:
+    flow = _flow_file(tmp_path, '''
+        import sys
+        import flowkit as fk
+
+        @fk.step
+        def talk() -> int:
+            print("hello from a container")
+            print("and its stderr", file=sys.stderr)
+            return 1
+
+        @fk.flow(image="flowkit:latest")
+        def talking():
+            return talk()
+    ''', "talking")
+    run = flow.run(store=store, backend="docker")
+    assert run.status == "succeeded", {n: o.error for n, o in run.steps.items()}
+    log = open_store(store, create=False).logs.read(run.id, "talk")
+    assert log is not None and log.complete and log.text == "hello from a container\nand its stderr\n"

@@ -480,3 +480,28 @@ def test_help_lists_every_option_and_parameter(tmp_path: Path) -> None:
                  "--tags VALUE", "--jobs N", "(default: 4)", "--run-id ID", "--store URI",
                  "file:///shared/store", "--python PATH", "-h, --help"):
         assert word in proc.stdout, word
+
+
+def test_what_each_step_printed_is_in_the_store_for_flowkit_logs(tmp_path: Path, store: Path) -> None:
+    flow_file = tmp_path / "talking.py"
+    flow_file.write_text(textwrap.dedent("""
+        import sys
+        import flowkit as fk
+
+        @fk.step
+        def talk(name: str) -> str:
+            print("hello", name)
+            print("to stderr", file=sys.stderr)
+            return name
+
+        @fk.flow
+        def talking(name: str = "Ada"):
+            return talk(name)
+    """))
+    script = compile_cli(flow_file, tmp_path / "out", store, tmp_path)
+    proc = run_script(script, "--run-id", "shell-logs", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "hello Ada" in proc.stdout + proc.stderr  # shown live, as the step ran
+    logs = subprocess.run([sys.executable, "-m", "flowkit", "logs", "shell-logs", "talk", "--store", str(store)],
+                          capture_output=True, text=True)
+    assert logs.returncode == 0 and logs.stdout == "hello Ada\nto stderr\n"

@@ -1,4 +1,5 @@
-"""One status line on a terminal: steps done / total, cached, failed, and what is running."""
+"""One status line on a terminal: steps done / total, cached, failed, and what is running; or,
+where the command line's output goes to a file (a CI log), one plain line per finished step."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ from typing import TextIO
 
 
 class Progress:
-    """Rewrites one line of stderr while a run goes on; silent when stderr is not a terminal."""
+    """Rewrites one line of stderr while a run goes on. Not on a terminal: one line per finished
+    step when ``lines`` (``flowkit run``), else silent (``Flow.run`` in a script or a notebook)."""
 
-    def __init__(self, total: int, stream: TextIO | None = None) -> None:
+    def __init__(self, total: int, stream: TextIO | None = None, *, lines: bool = False) -> None:
         self.total = total
         self.stream = stream or sys.stderr
         self.enabled = self.stream.isatty()
+        self.lines = lines and not self.enabled
         self.done = self.cached = self.failed = 0
         self.running: list[str] = []
         self._width = 0
@@ -21,12 +24,16 @@ class Progress:
         self.running.append(name)
         self._draw()
 
-    def finish(self, name: str, status: str) -> None:
+    def finish(self, name: str, status: str, duration: float = 0.0) -> None:
         if name in self.running:
             self.running.remove(name)
         self.done += 1
         self.cached += status == "cached"
         self.failed += status in ("failed", "skipped")
+        if self.lines:
+            took = f"  {duration:.2f}s" if status in ("ran", "failed") else ""
+            self.stream.write(f"[{self.done}/{self.total}] {status:<7} {name}{took}\n")
+            self.stream.flush()
         self._draw()
 
     def undo(self, name: str, *, lost_was_done: bool) -> None:

@@ -14,7 +14,7 @@ import heapq
 from typing import Protocol
 
 from flowkit.errors import MissingInput
-from flowkit.execution.run import RunReport
+from flowkit.execution.run import RunReport, progress_lines
 from flowkit.execution.runtime import NodeOutcome, RunContext, execute
 from flowkit.execution.verdict import Decision
 from flowkit.graph.nodes import FlowGraph
@@ -124,7 +124,7 @@ class Schedule:
 def run_nodes(ctx: RunContext, launcher: Launcher, workers: int) -> RunReport:
     """Every node of the run, at most ``workers`` launched at once."""
     schedule = Schedule(ctx.graph)
-    progress = Progress(len(ctx.graph))
+    progress = Progress(len(ctx.graph), lines=progress_lines.get())
     running: dict[int, tuple[str, Job]] = {}
     try:
         while schedule.unfinished():
@@ -190,7 +190,7 @@ def _collect(ctx: RunContext, schedule: Schedule, launcher: Launcher, name: str,
 
 def _finish(schedule: Schedule, progress: Progress, name: str, outcome: NodeOutcome) -> None:
     schedule.done(name, outcome)
-    progress.finish(name, outcome.status)
+    progress.finish(name, outcome.status, outcome.duration)
 
 
 def skip(ctx: RunContext, name: str, blocked: list[str]) -> NodeOutcome:

@@ -30,3 +30,10 @@ def flow_and_params(ref: str, assignments: list[str] | None) -> tuple[Any, dict[
 
     flow = load_flow(ref)
     return flow, parse_assignments(flow.name, assignments, flow.params)
+
+
+def read_store(spec: str | None) -> Any:
+    """The store ``--store`` names, opened to read: nothing is created or written."""
+    from flowkit.store import open_store
+
+    return open_store(spec, create=False)

@@ -1,26 +1,22 @@
-"""``flowkit runs``, ``show``, ``explain`` and ``graph``: what ran, why, and the flow's shape."""
+"""``flowkit runs``, ``show``, ``explain`` and ``diff``: what ran, why, and how two runs differ."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from flowkit.cli.args import add_flow, add_json, add_store
+from flowkit.cli.args import add_json, add_store
 from flowkit.cli.output import print_json, seconds, table, when
 from flowkit.errors import StoreError, UsageError
 
+RUN_STATUSES = ("succeeded", "failed", "running", "interrupted", "cancelled")  # as `runs` shows them
+
 
 def add_parsers(sub: Any) -> None:
-    graph = sub.add_parser("graph", help="print the flow's graph")
-    add_flow(graph)
-    graph.add_argument("--format", choices=("text", "mermaid", "dot"), default="text")
-    graph.add_argument("--run", metavar="RUN_ID", help="colour nodes by their status in this run")
-    add_store(graph)
-    graph.set_defaults(handler=cmd_graph)
-
     runs = sub.add_parser("runs", help="list recent runs")
     runs.add_argument("--flow", metavar="NAME")
-    runs.add_argument("--limit", type=int, default=20)
+    runs.add_argument("--status", choices=RUN_STATUSES, help="only runs with this status (as listed)")
+    runs.add_argument("--limit", type=int, default=20, help="at most N runs (those that match), newest first")
     add_json(runs)
     add_store(runs)
     runs.set_defaults(handler=cmd_runs)
@@ -37,6 +33,13 @@ def add_parsers(sub: Any) -> None:
     add_json(explain)
     add_store(explain)
     explain.set_defaults(handler=cmd_explain)
+
+    diff = sub.add_parser("diff", help="how two runs differ: params, metrics, steps, keys and outputs")
+    diff.add_argument("run_a", metavar="RUN_A", help="a run id or a unique prefix, or 'last'")
+    diff.add_argument("run_b", metavar="RUN_B")
+    add_json(diff)
+    add_store(diff)
+    diff.set_defaults(handler=cmd_diff)
 
 
 def resolve_run(store: Any, ref: str) -> str:
@@ -77,27 +80,29 @@ def _duration(run: dict[str, Any]) -> float | None:
     return None if not end or not run["started"] else end - run["started"]
 
 
-def cmd_graph(args: argparse.Namespace) -> int:
-    from flowkit.graph.render import render_graph
-    from flowkit.loading import load_flow
-
-    flow = load_flow(args.flow)
-    status: dict[str, str] = {}
-    if args.run:
-        store = _read_store(args.store)
-        status = {n["node"]: n["status"] for n in store.index.nodes(resolve_run(store, args.run))}
-    print(render_graph(flow.graph, args.format, status))
-    return 0
+def recent_runs(store: Any, *, flow: str | None, status: str | None, limit: int) -> list[dict[str, Any]]:
+    """The ``limit`` latest runs of ``flow`` (any flow: None) whose shown status is ``status`` (any:
+    None). The status is filtered after it is derived (``interrupted`` is known from the records
+    only), reading more rows of the index until ``limit`` match or none are left."""
+    if limit < 1:
+        raise UsageError(f"runs: --limit must be 1 or more, got {limit}", hint="--limit N lists the N latest runs")
+    batch = limit
+    while True:
+        rows = _with_status(store, store.index.runs(flow=flow, limit=batch))
+        found = [row for row in rows if status is None or row["status"] == status]
+        if len(found) >= limit or len(rows) < batch:
+            return found[:limit]
+        batch *= 4
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
     store = _read_store(args.store)
-    runs = _with_status(store, store.index.runs(flow=args.flow, limit=args.limit))
+    runs = recent_runs(store, flow=args.flow, status=args.status, limit=args.limit)
     if args.json:
         print_json([{**r, "duration": _duration(r)} for r in runs])
         return 0
     if not runs:
-        print("no runs yet")
+        print("no runs yet" if args.flow is None and args.status is None else "no runs match")
         return 0
     rows = [[r["run_id"], r["flow"], r["status"], when(r["started"]), seconds(_duration(r)),
              str(r["ran"]), str(r["cached"]), str(r["failed"])] for r in runs]
@@ -122,6 +127,12 @@ def cmd_show(args: argparse.Namespace) -> int:
              (n["output"]["digest"][:12] if n["output"] else "-"), n["error"] or ""] for n in nodes]
     print()
     print(table(rows, ["STEP", "STATUS", "TIME", "KEY", "OUTPUT", "ERROR"]))
+    for node in nodes:
+        if node["status"] == "failed":
+            record = store.read_node(run_id, node["node"])
+            print(f"\nstep {node['node']!r} failed: {node['error']}")
+            if record is not None and record.traceback:
+                print(record.traceback.rstrip("\n"))
     if logged:
         print("\nlogged params:")
         print(table([[p["node"], p["name"], repr(p["value"])] for p in logged], ["STEP", "NAME", "VALUE"]))
@@ -138,6 +149,18 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     store = _read_store(args.store)
     report = explain(store, resolve_run(store, args.run_id), args.step)
+    if args.json:
+        print_json(report)
+    else:
+        print(report["text"])
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from flowkit.execution.diff import diff_runs
+
+    store = _read_store(args.store)
+    report = diff_runs(store, resolve_run(store, args.run_a), resolve_run(store, args.run_b))
     if args.json:
         print_json(report)
     else:

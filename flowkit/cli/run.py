@@ -146,9 +146,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_workers(args.workers, what="--workers")  # before the flow loads: -1 would hang, 0 hide a typo
     if args.dry_run:
         return cmd_plan(args)
+    from flowkit.execution.run import progress_lines
+
     flow, params = flow_and_params(args.flow, args.params)
-    run = flow.run(backend=args.backend, workers=args.workers, force=args.force, force_steps=args.force_steps,
-                   store=args.store, **params)
+    token = progress_lines.set(not args.json)  # a line per finished step where stderr is a log, not a terminal
+    try:
+        run = flow.run(backend=args.backend, workers=args.workers, force=args.force, force_steps=args.force_steps,
+                       store=args.store, **params)
+    finally:
+        progress_lines.reset(token)
     if args.json:
         print_json({"run_id": run.id, "status": run.status,
                     "steps": {n: {"status": o.status, "duration": o.duration, "error": o.error}

@@ -9,6 +9,7 @@ process, so the run then shows as interrupted.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import secrets
 import signal
@@ -42,6 +43,11 @@ def run_header(graph: FlowGraph, params: dict[str, Any], backend: str, started: 
     in the record, so a run left without an end is known to be interrupted once it is gone)."""
     pid, host, pid_start = this_process() if this else (None, None, None)
     return RunHeader(graph.flow_name, params, graph.order(), backend, started, pid, host, pid_start)
+
+
+# True while the command line runs a flow: a runner then prints a plain line per finished step
+# where its output is not a terminal (CI logs); ``Flow.run`` in a script or notebook stays quiet.
+progress_lines: contextvars.ContextVar[bool] = contextvars.ContextVar("flowkit_progress_lines", default=False)
 
 
 class Terminated(KeyboardInterrupt):

@@ -25,6 +25,7 @@ from flowkit.keys.values import forget_pass
 from flowkit.store.objects import StoredOutput
 from flowkit.store.records import NodeRecord
 from flowkit.store.store import Store
+from flowkit.execution.capture import capturing
 from flowkit.execution.verdict import Decision, decide
 
 
@@ -89,6 +90,7 @@ class NodeOutcome:
     metrics: list[Metric] = attrs.field(factory=list)
     logged_params: dict[str, Any] = attrs.field(factory=dict)
     key_recorded: bool = False  # a key record holds the parts, so this node's record need not repeat them
+    inputs: dict[str, str] = attrs.field(factory=dict)  # upstream node -> the output digest it gave (lineage)
 
     @property
     def cache_key(self) -> str | None:
@@ -104,7 +106,7 @@ class NodeOutcome:
             flow=flow, run_id=run_id, node=self.node, status=self.status, key=self.key,
             parts=self.parts if with_parts or not self.key_recorded else None, output=self.output,
             started=self.started, duration=self.duration, attempts=self.attempts, error=self.error,
-            traceback=self.traceback, metrics=self.metrics, logged_params=self.logged_params,
+            traceback=self.traceback, metrics=self.metrics, logged_params=self.logged_params, inputs=self.inputs,
         )
 
     @classmethod
@@ -113,6 +115,7 @@ class NodeOutcome:
             node=record.node, status=record.status, key=record.key, parts=record.parts, output=record.output,
             started=record.started, duration=record.duration, attempts=record.attempts, error=record.error,
             traceback=record.traceback, metrics=record.metrics, logged_params=record.logged_params,
+            inputs=record.inputs,
         )
 
 
@@ -217,22 +220,23 @@ def execute(ctx: RunContext, name: str, outputs: dict[str, StoredOutput],
     """
     node = ctx.graph.nodes[name]
     started = time.time()
+    upstream = {up: outputs[up].digest for up in node.inputs()}
     if decision is None:
-        decision = ctx.decide(name, {up: outputs[up].digest for up in node.inputs()})
+        decision = ctx.decide(name, upstream)
     if decision.hit is not None:
         outcome = NodeOutcome(name, "cached", decision.key, decision.parts, decision.hit, started,
                               time.time() - started, metrics=decision.metrics, logged_params=decision.logged_params,
-                              key_recorded=True)
+                              key_recorded=True, inputs=upstream)
     else:
-        outcome = _run(ctx, node, outputs, decision, started)
+        outcome = _run(ctx, node, outputs, decision, started, upstream)
     ctx.record(outcome)
     return outcome
 
 
 def _run(ctx: RunContext, node: Node, outputs: dict[str, StoredOutput], decision: Decision,
-         started: float) -> NodeOutcome:
+         started: float, upstream: dict[str, str]) -> NodeOutcome:
     load = loader(ctx.store, outputs)
-    outcome = NodeOutcome(node.name, "failed", decision.key, decision.parts, started=started)
+    outcome = NodeOutcome(node.name, "failed", decision.key, decision.parts, started=started, inputs=upstream)
     try:
         values = {key: value_of(arg, ctx.params, load) for key, arg in node.args.items()}
     except FlowDefinitionError as exc:  # an input indexed by a key its upstream output lacks
@@ -242,9 +246,11 @@ def _run(ctx: RunContext, node: Node, outputs: dict[str, StoredOutput], decision
     args, kwargs = call_args(node, values)
     opts = node.step.opts
     retries = opts.retries if ctx.retries else 0
-    with collecting(node.name) as log:
+    with collecting(node.name) as log, capturing(ctx.store.logs.live(ctx.run_id, node.name)) as live:
         for attempt in range(1, retries + 2):
             outcome.attempts = attempt
+            if attempt > 1:
+                live.write(f"--- attempt {attempt} of {retries + 1} ---\n".encode())
             try:
                 with step_env(opts.env):
                     value = invoke(node, args, kwargs)
@@ -256,6 +262,7 @@ def _run(ctx: RunContext, node: Node, outputs: dict[str, StoredOutput], decision
                     raise
                 outcome.error = exc.error if isinstance(exc, StepFailure) else f"{type(exc).__name__}: {exc}"
                 outcome.traceback = user_traceback(exc)
+                live.write(((outcome.traceback or outcome.error).rstrip("\n") + "\n").encode("utf-8", "replace"))
                 if attempt <= retries and opts.retry_delay:
                     time.sleep(opts.retry_delay)
         else:

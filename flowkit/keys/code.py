@@ -455,3 +455,43 @@ def _is_user_path(path: str) -> bool:
 def _library_roots() -> tuple[str, ...]:
     paths = sysconfig.get_paths()
     return tuple({os.path.realpath(paths[key]) for key in ("stdlib", "platstdlib", "purelib", "platlib") if key in paths})
+
+
+# -- the normalized source behind each code part, for `explain` to show what changed -----------------
+
+
+class _SourceWalk(_CodeWalk):
+    """The key's walk, keeping each code part's normalized text beside its digest: the tree its
+    digest is made from (docstrings dropped, the root's decorators too), printed back, so comments
+    and formatting are gone. Each text is checked against the digest it stands for: a file edited
+    between the two reads is left out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.texts: dict[str, tuple[str, str]] = {}
+
+    def _visit(self, obj: Any, is_root: bool) -> str:
+        name = super()._visit(obj, is_root)
+        tree = _source_tree(obj, strip_decorators=is_root)
+        if tree is not None:
+            digest = _class_digest(obj, tree) if isinstance(obj, type) else _function_digest(obj, tree)
+            if digest == self.parts[name]:
+                self.texts[name] = (digest, ast.unparse(tree))
+        return name
+
+
+def code_sources(func: Callable[..., Any]) -> dict[str, tuple[str, str]]:
+    """Part name -> (digest, normalized source) for every function and class in ``func``'s code
+    part; value parts and code without source are left out. A walk of its own that leaves the memo
+    of ``code_fingerprint`` alone: the store asks for it only when a digest is new to it. Raises
+    ``Unstable`` where ``code_fingerprint`` would."""
+    target = _unwrap_chain(func)[-1]
+    if not isinstance(target, (types.FunctionType, type)) or id(func) in _ACTIVE:
+        return {}
+    _ACTIVE[id(func)] = target.__qualname__
+    try:
+        walk = _SourceWalk()
+        walk.run(func, target)
+    finally:
+        del _ACTIVE[id(func)]
+    return walk.texts

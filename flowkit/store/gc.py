@@ -6,8 +6,9 @@ keeps whatever a run that may still be alive can need: the run itself, its key r
 cache entry of its flow or of a step it has (it may hit any of them next; flows share steps),
 what it hit in the last second (gc reads its records again after ``SETTLE_SECONDS``), and every
 object younger than the grace period (a writer may be between writing an object and the key
-record that names it). Runs go first (each in one rename), then key records, then objects, so a
-killed gc leaves only garbage for the next one.
+record that names it). Runs go first (each in one rename), then key records, then objects and
+the kept sources of functions (``store.sources``: kept while a key record that stays names them,
+dropped like objects otherwise), so a killed gc leaves only garbage for the next one.
 
 Each operation takes named parameters and returns plain data; the CLI words it.
 """
@@ -25,6 +26,7 @@ from flowkit.store import layout
 from flowkit.store.fs import is_temporary
 from flowkit.store.records import NodeRecord
 from flowkit.store.runs import ENDED, INTERRUPTED, RunState, scan
+from flowkit.store.sources import code_digests
 from flowkit.store.store import Store
 
 GRACE_SECONDS = 3600.0  # files younger than this that no record names are kept: a writer may be about to
@@ -59,7 +61,7 @@ def usage(store: Store) -> dict[str, int]:
     fs = store.fs
     sizes: dict[str, int] = {}
     temporary, temporary_count = 0, 0
-    for name in (layout.OBJECTS, layout.KEYS, layout.RUNS):
+    for name in (layout.OBJECTS, layout.KEYS, layout.SOURCES, layout.RUNS):
         sizes[name] = 0
         for path in fs.files(name):
             if is_temporary(path):
@@ -84,11 +86,13 @@ class Collected:
     keys_removed: int
     bytes_freed: int
     temporary_removed: int = 0  # files of killed writers, older than the grace period
+    sources_removed: int = 0  # kept sources of functions no remaining key record names
 
     def to_json(self) -> dict[str, Any]:
         data = attrs.asdict(self)
-        if not self.temporary_removed:
-            del data["temporary_removed"]
+        for name in ("temporary_removed", "sources_removed"):
+            if not data[name]:
+                del data[name]
         return data
 
 
@@ -114,11 +118,13 @@ def collect(store: Store, keep: int | None = None, *, grace: float = GRACE_SECON
     dropped = set(_drop_old_runs(store, runs, keep) if keep is not None else ())
     kept = [run for run in runs if run.run_id not in dropped]
     needs = _Needs.of(store, kept, now)
-    keys_removed, doomed = _collect_keys(store, needs, settle)
+    keys_removed, doomed, doomed_sources = _collect_keys(store, needs, settle)
     needs.read_again(store)  # a run that started meanwhile may have found an object it now needs
     objects_removed, freed = _collect_objects(store, needs, doomed, time.time(), grace)
+    sources_removed, sources_freed = _collect_sources(store, needs, doomed_sources, time.time(), grace)
     temporary_removed, temporary_freed = sweep_temporary(store, time.time(), grace)
-    return Collected(len(dropped), objects_removed, keys_removed, freed + temporary_freed, temporary_removed)
+    return Collected(len(dropped), objects_removed, keys_removed, freed + sources_freed + temporary_freed,
+                     temporary_removed, sources_removed)
 
 
 def _drop_old_runs(store: Store, runs: list[RunState], keep: int) -> list[str]:
@@ -153,6 +159,7 @@ class _Needs:
     runs: set[str]
     keys: set[str] = attrs.field(factory=set)
     objects: set[str] = attrs.field(factory=set)
+    sources: set[str] = attrs.field(factory=set)  # code digests the kept records name
     live: set[str] = attrs.field(factory=set)  # runs that may be alive
     pinned_flows: set[str] = attrs.field(factory=set)
     pinned_steps: set[str] = attrs.field(factory=set)
@@ -187,6 +194,7 @@ class _Needs:
             self.keys.add(record.key)
         if record.output is not None:
             self.objects.add(record.output.object)
+        self.sources |= code_digests(record.parts)
 
     def keeps(self, record: NodeRecord) -> bool:
         return (self.pin_all or record.run_id in self.runs or record.key in self.keys
@@ -224,8 +232,9 @@ def _recent(run: RunState, nodes: list[NodeRecord], now: float) -> bool:
     return now - last < PIN_IDLE_SECONDS
 
 
-def _collect_keys(store: Store, needs: _Needs, settle: float) -> tuple[int, set[str]]:
-    """Remove key records no kept run needs; the objects they named (to remove unless young)."""
+def _collect_keys(store: Store, needs: _Needs, settle: float) -> tuple[int, set[str], set[str]]:
+    """Remove key records no kept run needs; the objects and the sources they named (to remove
+    unless young)."""
     unneeded: list[tuple[str, NodeRecord | None]] = []
     for path, record in store.records.key_files():
         if record is None or not needs.keeps(record):
@@ -235,7 +244,7 @@ def _collect_keys(store: Store, needs: _Needs, settle: float) -> tuple[int, set[
     if unneeded and needs.alive:
         time.sleep(settle)  # a live run's journal is at most a second behind: let it write
     needs.read_again(store)
-    removed, doomed = 0, set()
+    removed, doomed, doomed_sources = 0, set(), set()
     for path, record in unneeded:
         if record is not None:
             again = store.records.read_key(record.key or "")
@@ -247,9 +256,10 @@ def _collect_keys(store: Store, needs: _Needs, settle: float) -> tuple[int, set[
                 continue
             if record.output is not None:
                 doomed.add(record.output.object)
+            doomed_sources |= code_digests(record.parts)
         store.fs.delete(path)
         removed += 1
-    return removed, doomed
+    return removed, doomed, doomed_sources
 
 
 def _collect_objects(store: Store, needs: _Needs, doomed: set[str], now: float, grace: float) -> tuple[int, int]:
@@ -274,11 +284,33 @@ def _collect_objects(store: Store, needs: _Needs, doomed: set[str], now: float, 
     return removed, freed
 
 
+def _collect_sources(store: Store, needs: _Needs, doomed: set[str], now: float, grace: float) -> tuple[int, int]:
+    """Remove the kept sources no remaining key record (nor a kept run's record) names, by the
+    rule objects follow: one no record names stays while young, as does one whose record just went
+    while a run may be alive. The key records are read again here, so a source is not removed from
+    under a key record written while gc ran."""
+    named = needs.sources | {digest for record in store.records.key_records() for digest in code_digests(record.parts)}
+    removed, freed = 0, 0
+    for digest in store.sources.digests():
+        if digest in named:
+            continue
+        path = layout.source_path(digest)
+        mtime = store.fs.mtime(path)
+        if mtime is None:
+            continue
+        if now - mtime < grace and (digest not in doomed or needs.alive):
+            continue
+        freed += store.fs.size(path) or 0
+        store.fs.delete(path)
+        removed += 1
+    return removed, freed
+
+
 def sweep_temporary(store: Store, now: float, grace: float) -> tuple[int, int]:
     """Remove what killed writers left: temporary files and half-built indexes older than ``grace``."""
     removed, freed = 0, 0
-    paths = [path for name in (layout.OBJECTS, layout.KEYS, layout.RUNS) for path in store.fs.files(name)
-             if is_temporary(path)]
+    paths = [path for name in (layout.OBJECTS, layout.KEYS, layout.SOURCES, layout.RUNS)
+             for path in store.fs.files(name) if is_temporary(path)]
     paths += [name for name in store.fs.names("") if name.startswith(layout.INDEX_ASIDE)]
     for path in paths:
         mtime = store.fs.mtime(path)

@@ -36,7 +36,7 @@ CREATE INDEX IF NOT EXISTS runs_flow ON runs (flow, started);
 CREATE TABLE IF NOT EXISTS nodes (
     run_id TEXT NOT NULL, flow TEXT NOT NULL, node TEXT NOT NULL, status TEXT NOT NULL,
     key TEXT, parts TEXT, output TEXT, started REAL, duration REAL, attempts INTEGER, error TEXT,
-    PRIMARY KEY (run_id, node));
+    inputs TEXT, PRIMARY KEY (run_id, node));
 CREATE INDEX IF NOT EXISTS nodes_by_name ON nodes (flow, node, started);
 CREATE TABLE IF NOT EXISTS metrics (
     run_id TEXT NOT NULL, node TEXT NOT NULL, name TEXT NOT NULL, value REAL, step INTEGER, seq INTEGER);
@@ -72,6 +72,7 @@ def _prepare(conn: sqlite3.Connection, path: Path, patience: float = 60.0) -> No
             # it would cost are most of a cached step's time; a killed process still cannot corrupt it
             conn.execute("PRAGMA synchronous=OFF")
             conn.executescript(_SCHEMA)
+            _add_columns(conn)
             return
         except sqlite3.OperationalError as exc:
             if damaged(exc):
@@ -243,7 +244,7 @@ class Index:
         """Index node records in one transaction."""
 
         def work(conn: sqlite3.Connection) -> None:
-            conn.executemany("INSERT OR REPLACE INTO nodes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            conn.executemany("INSERT OR REPLACE INTO nodes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                              [_node_row(run_id, r) for r in records])
             for record in records:
                 node = record.node
@@ -433,6 +434,17 @@ class Index:
         return [r["run_id"] for r in self._rows("SELECT run_id FROM runs WHERE run_id LIKE ? ORDER BY run_id",
                                                  (prefix.replace("%", "") + "%",))]
 
+    def made(self, digest: str) -> list[dict[str, Any]]:
+        """Node rows whose output has this digest, or a digest starting with it (a short form
+        as ``show`` prints it), oldest first: the runs that made or re-used an output."""
+        pattern = '%"digest": "' + digest.replace("%", "").replace("_", "") + '%'
+        return [_decode(row) for row in self._rows("SELECT * FROM nodes WHERE output LIKE ? ORDER BY started", (pattern,))]
+
+    def consumers(self, digest: str) -> list[dict[str, Any]]:
+        """Node rows that took an output with this digest as an input, oldest first."""
+        pattern = '%: "' + digest.replace("%", "").replace("_", "") + '"%'
+        return [_decode(row) for row in self._rows("SELECT * FROM nodes WHERE inputs LIKE ? ORDER BY started", (pattern,))]
+
     def nodes(self, run_id: str) -> list[dict[str, Any]]:
         return [_decode(row) for row in self._rows("SELECT * FROM nodes WHERE run_id = ? ORDER BY started", (run_id,))]
 
@@ -456,6 +468,13 @@ class Index:
         return rows
 
 
+def _add_columns(conn: sqlite3.Connection) -> None:
+    """Columns newer than an index file: added empty (``cache reindex`` fills them for older runs)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(nodes)")}
+    if "inputs" not in columns:
+        conn.execute("ALTER TABLE nodes ADD COLUMN inputs TEXT")
+
+
 def _atomically(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], None]) -> None:
     """``work`` as one SQLite transaction. The connection is in autocommit mode, where
     ``with conn`` opens none: every row of an ``executemany`` was its own commit (27 us a row).
@@ -473,11 +492,12 @@ def _node_row(run_id: str, record: NodeRecord) -> tuple[Any, ...]:
     return (run_id, record.flow, record.node, record.status, record.key,
             json.dumps(record.parts.to_json(), sort_keys=True) if record.parts is not None else None,
             json.dumps(record.output.to_json(), sort_keys=True) if record.output is not None else None,
-            record.started, record.duration, record.attempts, record.error)
+            record.started, record.duration, record.attempts, record.error,
+            json.dumps(record.inputs, sort_keys=True) if record.inputs else None)
 
 
 def _decode(row: dict[str, Any]) -> dict[str, Any]:
-    for field in ("parts", "output"):
+    for field in ("parts", "output", "inputs"):
         if row.get(field):
             row[field] = json.loads(row[field])
     return row

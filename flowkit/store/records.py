@@ -159,6 +159,7 @@ class NodeRecord:
     metrics: list[Metric] = attrs.field(factory=list)
     logged_params: dict[str, Any] = attrs.field(factory=dict)
     created: float | None = None  # key records only: when the cache entry was made
+    inputs: dict[str, str] = attrs.field(factory=dict)  # upstream node -> the output digest it gave (lineage)
 
     def to_json(self) -> dict[str, Any]:
         data = {
@@ -171,6 +172,8 @@ class NodeRecord:
         }
         if self.created is not None:
             data["created"] = self.created
+        if self.inputs:
+            data["inputs"] = self.inputs
         return data
 
     @classmethod
@@ -190,7 +193,14 @@ class NodeRecord:
             traceback=_get(data, "traceback", str, None),
             metrics=[Metric.from_json(_need_dict(m, "metrics")) for m in metrics],
             logged_params=_get(data, "logged_params", dict, {}) or {}, created=_get(data, "created", _NUMBER, None),
+            inputs=_digests(_get(data, "inputs", dict, {}) or {}),
         )
+
+
+def _digests(data: dict[str, Any]) -> dict[str, str]:
+    if not all(isinstance(value, str) for value in data.values()):
+        raise RecordError("inputs map node names to output digests (text)")
+    return data
 
 
 @attrs.frozen

@@ -1,8 +1,8 @@
 """The store: content-addressed objects plus small immutable records, indexed in SQLite.
 
 ``Store`` puts the parts together over one ``FileSystem`` (``layout`` says where each file
-lives): ``objects`` for outputs, ``records`` for what ran, ``index`` for queries over the
-history. Records are never modified, so runs on many machines need no lock.
+lives): ``objects`` for outputs, ``records`` for what ran, ``sources`` for the normalized code
+the keys name, ``logs`` for what steps printed, ``index`` for queries over the history. Records are never modified, so runs on many machines need no lock.
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ from flowkit.keys.parts import KeyParts
 from flowkit.store import layout
 from flowkit.store.fs import LocalFS
 from flowkit.store.index import Index
+from flowkit.store.logs import Logs
 from flowkit.store.objects import Objects, StoredOutput
 from flowkit.store.records import NodeRecord, Records, RunEnd, RunHeader
+from flowkit.store.sources import Sources
 
 DEFAULT_STORE = ".flowkit"
 
@@ -49,6 +51,8 @@ class Store:
             self._ensure_writable()
         self.objects = Objects(self.fs, str(root))
         self.records = Records(self.fs)
+        self.sources = Sources(self.fs)
+        self.logs = Logs(self.fs)
         self._index: Index | None = None
 
     def _ensure_writable(self) -> None:

@@ -2,7 +2,8 @@
 
 What is corrupt is removed, so that it is made again instead of failing forever: an object whose
 bytes do not hash to its name (its step re-runs), a record that does not parse or is of the
-wrong shape, a key record whose object is gone (a cache entry that can never hit). A damaged
+wrong shape, a key record whose object is gone (a cache entry that can never hit), a kept source
+of a function whose text does not match its check digest (explain would show wrong lines). A damaged
 index is rebuilt from the records. Temporary files are writers' business (``gc`` removes stale
 ones) and are not looked at. Slow on purpose: it reads every byte.
 """
@@ -10,7 +11,7 @@ ones) and are not looked at. Slow on purpose: it reads every byte.
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
+from typing import Any, Callable
 
 import attrs
 
@@ -91,6 +92,7 @@ def verify(store: Store, *, repair: bool = True) -> Verified:
                     present.add(output.object)
                 else:
                     bad(path, "missing object", f"its output {output.object[:12]} is gone")
+    records += _check_sources(store, bad)
     for run_id in store.records.run_folders():
         for path in store.fs.files(layout.run_folder(run_id)):
             if is_temporary(path) or not path.endswith(".json"):
@@ -103,6 +105,20 @@ def verify(store: Store, *, repair: bool = True) -> Verified:
     if index is not None:
         problems.append(index)
     return Verified(len(objects), records, tuple(problems))
+
+
+def _check_sources(store: Store, bad: Callable[[str, str, str], None]) -> int:
+    """Every kept source (``store.sources``) read and checked, and every stray file beside them;
+    the number of files looked at."""
+    digests = store.sources.digests()
+    for digest in digests:
+        wrong = store.sources.verify(digest)
+        if wrong is not None and wrong != "missing":  # removed meanwhile (a gc): nothing to check
+            bad(layout.source_path(digest), "bad record", wrong)
+    stray = store.sources.stray()
+    for path in stray:
+        bad(path, "bad record", "not a source record's name")
+    return len(digests) + len(stray)
 
 
 def _parser_for(run_id: str, path: str) -> Any:
