@@ -812,3 +812,45 @@ def test_gc_keeps_code_bundles(tmp_path: Path, capsys) -> None:
     digest = s.objects.put_bytes(make_bundle(tmp_path / "project"))
     code, out, err = _cli(capsys, "cache", "gc", "--grace", "0", "--store", str(tmp_path / "store"))
     assert code == 0 and s.object_path(digest).exists()
+
+
+def test_gc_keep_last_keeps_n_runs_per_flow_each_of_which_reloads_every_output(write_module, store: Path,
+                                                                                capsys) -> None:
+    from flowkit.cli import main
+
+    mod = write_module('''
+import flowkit as fk
+
+@fk.step
+def make(n: int, offset: int = 0) -> list:
+    return [n + offset] * 3000
+
+@fk.step
+def shared() -> list:
+    return list(range(3000))
+
+@fk.step
+def both(xs: list, ys: list) -> int:
+    return sum(xs) + sum(ys)
+
+@fk.flow
+def first(n: int = 0):
+    return both(make(n), shared())
+
+@fk.flow
+def second(n: int = 0):
+    return both(make(n, 100), shared())
+''')
+    runs = {flow: [getattr(mod, flow).run(store=store, n=n) for n in range(4)] for flow in ("first", "second")}
+    assert main(["cache", "gc", "--keep-last", "2", "--grace", "0", "--store", str(store)]) == 0
+    capsys.readouterr()
+    s = open_store(store, create=False)
+    kept = {run.id for flow_runs in runs.values() for run in flow_runs[-2:]}
+    assert {r["run_id"] for r in s.index.runs(limit=100)} == kept
+    for run_id in kept:
+        for record in s.node_records(run_id):
+            assert s.load(record.output) is not None  # every output of a kept run loads, verified
+    dropped = {run.steps["make"].output.object for flow_runs in runs.values() for run in flow_runs[:2]}
+    on_disk = {p.name for p in store.glob("objects/*/*")}
+    assert not dropped & on_disk  # what only the dropped runs made is gone
+    assert runs["first"][0].steps["shared"].output.object in on_disk  # shared with kept runs: kept
