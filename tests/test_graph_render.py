@@ -251,3 +251,16 @@ def test_the_format_follows_the_output_suffix_and_a_clash_is_refused(capsys, tmp
     assert not (tmp_path / "hello.png").exists()
     code, _, err = cli(capsys, "graph", HELLO, "-o", str(tmp_path))
     assert code == 2 and "is a folder" in err
+
+
+def test_the_readmes_mermaid_block_is_what_flowkit_graph_prints() -> None:
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    printed = subprocess.run([sys.executable, "-m", "flowkit", "graph", "examples/hello/flow.py", "--format", "mermaid"],
+                             cwd=repo, capture_output=True, text=True, check=True).stdout
+    blocks = re.findall(r"```mermaid\n(.*?)```", (repo / "README.md").read_text(), re.S)
+    assert blocks == [printed]

@@ -13,7 +13,9 @@ _EPILOG = """examples:
   flowkit run examples/hello/flow.py -p name=Ada      run, skipping unchanged steps
   flowkit plan examples/ml/flow.py                     what would run, and why
   flowkit runs                                         recent runs
-  flowkit show RUN_ID / flowkit explain RUN_ID STEP    what ran, why it re-ran"""
+  flowkit show RUN_ID / flowkit explain RUN_ID STEP    what ran, why it re-ran
+  flowkit logs RUN STEP / flowkit output RUN STEP      what a step printed, what it gave
+  flowkit diff RUN_A RUN_B / flowkit lineage RUN:STEP  how two runs differ, where an output came from"""
 
 
 def build_parser() -> argparse.ArgumentParser:
