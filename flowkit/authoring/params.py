@@ -10,13 +10,17 @@ from typing import Any, Callable
 
 import attrs
 
+from flowkit.authoring.files import Dir, File
 from flowkit.errors import FlowDefinitionError, ParameterError, UsageError
 
 RESERVED = ("backend", "workers", "force", "force_steps", "store")
 # `-p NAME=<this>` means "the flow's own default": for targets that cannot write some defaults
 # (Argo evaluates "{{" in every value and has no escape for it)
 FLOW_DEFAULT = "<flowkit: the flow's default>"
-_TYPES: dict[Any, str] = {int: "int", float: "float", str: "str", bool: "bool", list: "list", dict: "dict"}
+_TYPES: dict[Any, str] = {int: "int", float: "float", str: "str", bool: "bool", list: "list", dict: "dict",
+                          File: "file", Dir: "dir"}
+# Parameters that are data: given as a path (JSON: a string), keyed by the content found there
+DATA_TYPES: dict[str, type[File] | type[Dir]] = {"file": File, "dir": Dir}
 _NO_DEFAULT = inspect.Parameter.empty
 # Deeper values are refused with a clear error: fingerprinting, JSON and the compiled targets
 # all recurse, and Python's recursion limit would otherwise end the run with a RecursionError.
@@ -59,12 +63,14 @@ class ParamSpec:
         return out
 
 
-def _type_name(flow: str, param: inspect.Parameter) -> str:
+def _type_name(flow: str, param: inspect.Parameter, namespace: dict[str, Any]) -> str:
     annotation = param.annotation
     if isinstance(annotation, str):  # from __future__ import annotations
         annotation = {"int": int, "float": float, "str": str, "bool": bool, "list": list, "dict": dict}.get(
             annotation.split("[")[0], annotation
         )
+        if isinstance(annotation, str):
+            annotation = _data_class(annotation, namespace) or annotation
     origin = getattr(annotation, "__origin__", annotation)  # list[int] -> list
     if origin is _NO_DEFAULT:
         return _TYPES.get(type(param.default), "any") if param.default is not None else "any"
@@ -72,8 +78,21 @@ def _type_name(flow: str, param: inspect.Parameter) -> str:
         return _TYPES[origin]
     raise FlowDefinitionError(
         f"flow {flow!r}: parameter {param.name!r} has annotation {annotation!r}",
-        hint="flow parameters are JSON values: annotate with int, float, str, bool, list or dict",
+        hint="flow parameters are JSON values: annotate with int, float, str, bool, list or dict; "
+             "or fk.File / fk.Dir for data given by its path",
     )
+
+
+def _data_class(text: str, namespace: dict[str, Any]) -> type[File] | type[Dir] | None:
+    """``"fk.File"`` / ``"File"`` / ``"flowkit.Dir"`` as written under ``from __future__ import
+    annotations``, looked up (not evaluated) in the flow module's globals."""
+    first, *rest = text.strip().split(".")
+    if (rest[-1] if rest else first) not in ("File", "Dir"):
+        return None
+    found: Any = namespace.get(first)
+    for name in rest:
+        found = getattr(found, name, None)
+    return found if found in (File, Dir) else None
 
 
 def schema_of(flow: str, fn: Callable[..., Any]) -> tuple[ParamSpec, ...]:
@@ -88,9 +107,11 @@ def schema_of(flow: str, fn: Callable[..., Any]) -> tuple[ParamSpec, ...]:
                 f"flow {flow!r}: parameter {param.name!r} is a reserved run option",
                 hint=f"rename it; reserved: {', '.join(RESERVED)}",
             )
-        spec = ParamSpec(param.name, _type_name(flow, param), param.default)
+        spec = ParamSpec(param.name, _type_name(flow, param, getattr(fn, "__globals__", {})), param.default)
         if not spec.required:
             _check_type(flow, spec, spec.default, what="default")
+            if spec.type in DATA_TYPES:  # the schema's default is the path, a JSON string
+                spec = attrs.evolve(spec, default=os.fspath(spec.default))
         specs.append(spec)
     return tuple(specs)
 
@@ -102,6 +123,8 @@ def _matches(type_name: str, value: Any) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if type_name == "int":
         return isinstance(value, int) and not isinstance(value, bool)
+    if type_name in DATA_TYPES:
+        return isinstance(value, (str, os.PathLike)) and bool(os.fspath(value))
     expected = {"str": str, "bool": bool, "list": (list, tuple), "dict": dict}[type_name]
     return isinstance(value, expected) and _is_json(value)
 
@@ -141,7 +164,8 @@ def _check_type(flow: str, spec: ParamSpec, value: Any, *, what: str = "value") 
     if not _matches(spec.type, value):
         raise ParameterError(
             f"flow {flow!r}: parameter {spec.name!r} expects {spec.type}, got {what} {_SHORT.repr(value)}",
-            hint=f"pass a {spec.type} JSON value, e.g. -p {spec.name}={_example(spec.type)}",
+            hint=(f"pass a path, e.g. -p {spec.name}={_example(spec.type)}" if spec.type in DATA_TYPES
+                  else f"pass a {spec.type} JSON value, e.g. -p {spec.name}={_example(spec.type)}"),
         )
     if spec.type == "float":
         return float(value)
@@ -152,7 +176,7 @@ def _check_type(flow: str, spec: ParamSpec, value: Any, *, what: str = "value") 
 
 def _example(type_name: str) -> str:
     return {"int": "10", "float": "0.5", "str": "text", "bool": "true", "list": "'[1,2]'",
-            "dict": "'{\"a\":1}'"}.get(type_name, "1")
+            "dict": "'{\"a\":1}'", "file": "data/in.csv", "dir": "data/images"}.get(type_name, "1")
 
 
 def parse_cli_value(text: str) -> Any:
@@ -171,6 +195,8 @@ def cli_text(type_name: str, value: Any) -> str:
     parameter as its text, anything else as JSON. Every backend and target passes values so."""
     if type_name == "str" and isinstance(value, str):
         return value
+    if type_name in DATA_TYPES and isinstance(value, os.PathLike):
+        value = os.fspath(value)  # a resolved fk.File / fk.Dir goes as its path
     return json.dumps(value, sort_keys=True)
 
 
@@ -181,6 +207,7 @@ def parse_assignments(flow: str, items: list[str] | None, schema: tuple[ParamSpe
     read as JSON when it parses, else as a string, and checked against the schema later.
     """
     text_params = {spec.name for spec in schema if spec.type == "str"}
+    data_params = {spec.name for spec in schema if spec.type in DATA_TYPES}
     out: dict[str, Any] = {}
     for item in items or ():
         name, sep, text = item.partition("=")
@@ -196,6 +223,8 @@ def parse_assignments(flow: str, items: list[str] | None, schema: tuple[ParamSpe
             out[name] = parse_cli_value(text)
         except RecursionError:  # deeper than MAX_DEPTH too, which resolve() checks for every value
             raise _too_deep(flow, name, "value") from None
+        if name in data_params and not isinstance(out[name], str):
+            out[name] = text  # a path that reads as JSON (2024, true): the text is the path
     return out
 
 
@@ -219,4 +248,33 @@ def resolve(flow: str, schema: tuple[ParamSpec, ...], given: dict[str, Any]) -> 
             )
         else:
             values[spec.name] = spec.default
+        if spec.type in DATA_TYPES:
+            values[spec.name] = _data_value(flow, spec, values[spec.name])
     return values
+
+
+def _data_value(flow: str, spec: ParamSpec, value: Any) -> File | Dir:
+    """A ``file`` / ``dir`` parameter as the step gets it: ``fk.File`` / ``fk.Dir`` of the absolute
+    path (relative paths are read from the current folder), checked to be there and of its kind.
+    The path is not in the key (the content is), so a moved identical file stays cached."""
+    path = os.path.abspath(os.path.expanduser(os.fspath(value)))
+    want_dir = spec.type == "dir"
+    what = "folder" if want_dir else "file"
+    if not os.path.exists(path):
+        raise ParameterError(f"flow {flow!r}: parameter {spec.name!r}: there is no {what} at {path}",
+                             hint=f"pass an existing {what}: -p {spec.name}=PATH (a relative path is read from "
+                                  f"{os.getcwd()})")
+    is_dir, is_file = os.path.isdir(path), os.path.isfile(path)
+    if want_dir != is_dir or not (want_dir or is_file):
+        found = "a folder" if is_dir else "a file" if is_file else "not a regular file"
+        fix = ("or annotate the parameter as fk.File" if is_file else "or annotate the parameter as fk.Dir" if is_dir
+               else "not a fifo, socket or device")
+        kind = DATA_TYPES[spec.type].__name__
+        raise ParameterError(f"flow {flow!r}: parameter {spec.name!r} expects a {what} (fk.{kind}), but {path} is {found}",
+                             hint=f"pass a {what}, {fix}")
+    return DATA_TYPES[spec.type](path)
+
+
+def plain_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Parameters as JSON values, for records: an ``fk.File`` / ``fk.Dir`` as its path."""
+    return {name: os.fspath(value) if isinstance(value, (File, Dir)) else value for name, value in params.items()}

@@ -183,6 +183,11 @@ def recording(recorder: Recorder) -> Iterator[None]:
         _RECORDER.reset(token)
 
 
+def current_recorder() -> Recorder | None:
+    """The recorder of the flow body being traced now; None outside one (a step then just runs)."""
+    return _RECORDER.get()
+
+
 class Step:
     """A decorated function: the plain function outside a flow, a node recorder inside one."""
 

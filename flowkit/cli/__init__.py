@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from flowkit.cli import cache, compile, graph, history, run, trace
+from flowkit.cli import cache, compile, datasets, graph, history, run, trace
 from flowkit.errors import FlowkitError
 
 _EPILOG = """examples:
@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version="flowkit 0.1.0")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for group in (run, compile, graph, history, cache, trace):
+    for group in (run, compile, graph, history, cache, trace, datasets):
         group.add_parsers(sub)
     return parser
 

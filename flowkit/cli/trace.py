@@ -80,16 +80,20 @@ def cmd_output(args: argparse.Namespace) -> int:
 def _load(store: Any, output: Any, what: str) -> Any:
     """The value, with the working folder importable as for ``python -m`` (a pickle names the
     user's modules); a missing module or a damaged object is said plainly."""
-    if "" not in sys.path:
+    added = "" not in sys.path
+    if added:
         sys.path.insert(0, "")
     try:
-        return store.objects.load(output)
+        return store.load(output)
     except CorruptObject as exc:
         raise StoreError(f"{what}: its output is gone from the store ({exc})",
                          hint="run the flow again to make it; `flowkit cache verify` checks the store") from None
     except ModuleNotFoundError as exc:
         raise UsageError(f"{what}: the value needs module {exc.name!r}, which cannot be imported here",
                          hint="run from the folder the flow runs from, or add it to PYTHONPATH") from None
+    finally:
+        if added:
+            sys.path.remove("")
 
 
 def cmd_logs(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from typing import Any
 
 import attrs
 
+from flowkit.authoring.params import plain_params
 from flowkit.execution.verdict import decide
 from flowkit.graph.nodes import FlowSpec
 from flowkit.keys.parts import KeyParts, differences
@@ -44,7 +45,7 @@ class Plan:
         return out
 
     def to_json(self) -> dict[str, Any]:
-        return {"flow": self.flow, "params": self.params, "steps": [row.to_json() for row in self.rows]}
+        return {"flow": self.flow, "params": plain_params(self.params), "steps": [row.to_json() for row in self.rows]}
 
 
 @one_pass()  # the graph check and the keys share each large value's hash

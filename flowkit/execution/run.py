@@ -144,10 +144,10 @@ class Run:
             raise FlowDefinitionError(f"run {self.id}: step {name!r} has no output ({outcome and outcome.status})")
         for _ in range(REMAKE_LIMIT):
             try:
-                return self.store.objects.load(self.steps[name].output)
+                return self.store.files.load_output(self.steps[name].output)
             except CorruptObject:
                 self._remake(name)
-        return self.store.objects.load(self.steps[name].output)
+        return self.store.files.load_output(self.steps[name].output)
 
     @property
     def result(self) -> Any:

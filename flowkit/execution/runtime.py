@@ -173,7 +173,7 @@ def loader(store: Store, outputs: dict[str, StoredOutput]) -> Callable[[str], An
     def load(node: str) -> Any:
         if node not in loaded:
             try:
-                loaded[node] = store.objects.load(outputs[node])
+                loaded[node] = store.files.load_output(outputs[node])  # fk.File / fk.Dir parts restored
             except CorruptObject as exc:
                 raise MissingInput(node, str(exc)) from None
         return loaded[node]
@@ -271,7 +271,7 @@ def _run(ctx: RunContext, node: Node, outputs: dict[str, StoredOutput], decision
             return outcome
     outcome.metrics, outcome.logged_params = log.metrics, log.params
     try:
-        outcome.output = ctx.store.objects.put(value, where=f"flow {ctx.flow.name!r}, step {node.name!r}")
+        outcome.output = ctx.store.files.put_output(value, where=f"flow {ctx.flow.name!r}, step {node.name!r}")
     except SerializationError as exc:
         outcome.error, outcome.traceback = str(exc), None
         outcome.duration = time.time() - started

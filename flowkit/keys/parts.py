@@ -204,6 +204,6 @@ def _arg_differences(old: dict[str, ArgPart], new: dict[str, ArgPart]) -> list[s
             reasons.append(f"param changed: {name} {'added' if before is None else 'removed'}")
         elif before.show is not None and after.show is not None and before.show != after.show:
             reasons.append(f"param changed: {name} {before.show} -> {after.show}")
-        else:
-            reasons.append(f"param changed: {name}")
+        else:  # the same text, other content: a file's bytes, an object's state
+            reasons.append(f"param changed: {name} (content {before.fp[:12]} -> {after.fp[:12]})")
     return reasons

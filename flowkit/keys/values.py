@@ -20,15 +20,16 @@ import io
 import os
 import pathlib
 import re
+import stat
 import threading
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import attrs
 import blake3 as _blake3
 
-from flowkit.authoring.files import File
+from flowkit.authoring.files import Dir, File
 from flowkit.errors import Unstable
 
 SCHEME_VERSION: str = "1"
@@ -380,10 +381,95 @@ def _write_path(value: pathlib.PurePath, feed: Feed) -> None:
 def _write_file(value: File, feed: Feed) -> None:
     """Content only, so a moved or renamed identical file keeps its key; read by mmap on all cores."""
     try:
-        digest = _blake3.blake3(max_threads=_blake3.blake3.AUTO).update_mmap(value.path).digest()
+        info = os.stat(value.path)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a folder (pass fk.Dir)" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+            raise Unstable(f"File {value.path!r} is {kind}")
+        digest = file_digest(value.path, info.st_size)
     except OSError as exc:
         raise Unstable(f"File {value.path!r} cannot be read: {exc}") from None
-    feed.write_bytes(digest)
+    feed.write_bytes(bytes.fromhex(digest))
+
+
+@register_fingerprint(Dir, tag="Dir")
+def _write_dir(value: Dir, feed: Feed) -> None:
+    """The tree only (names under the folder and each file's bytes), so a moved identical folder
+    keeps its key; each file is hashed as ``fk.File`` hashes it, never read whole into memory."""
+    try:
+        digest = tree_digest((entry.rel, None if entry.kind == "dir" else file_digest(entry.path, entry.size))
+                             for entry in tree_entries(value.path))
+    except OSError as exc:
+        raise Unstable(f"Dir {value.path!r} cannot be read: {exc}") from None
+    feed.write_bytes(bytes.fromhex(digest))
+
+
+def file_digest(path: str, size: int | None = None) -> str:
+    """Hex BLAKE3 of a file's bytes: the id its copy has among a store's objects. Large files are
+    read by mmap on every core, small ones in one read (a folder of many small files)."""
+    if size is not None and size < _LARGE:
+        with open(path, "rb") as handle:
+            return hash_bytes(handle.read())
+    return _blake3.blake3(max_threads=_blake3.blake3.AUTO).update_mmap(path).hexdigest()
+
+
+@attrs.frozen
+class TreeEntry:
+    """One name under a folder: ``rel`` is "/"-separated from the folder, ``kind`` file | dir."""
+
+    rel: str
+    kind: str
+    path: str
+    size: int = 0
+
+
+def tree_entries(root: str) -> Iterator[TreeEntry]:
+    """Everything under ``root``, depth first with each folder's names sorted: one order on every
+    machine. Hidden files count; symbolic links count as what they point at (a data folder of links
+    into a download cache is keyed by its content). A broken link, a link back into a folder above
+    it, or a special file (fifo, socket, device: no content to key) raises ``Unstable`` naming it."""
+    top = os.stat(root)
+    if not stat.S_ISDIR(top.st_mode):
+        raise Unstable(f"Dir {root!r} is {'a file (pass fk.File)' if stat.S_ISREG(top.st_mode) else 'not a folder'}")
+    yield from _walk(root, root, "", ((top.st_dev, top.st_ino),))
+
+
+def _walk(root: str, folder: str, prefix: str, above: tuple[tuple[int, int], ...]) -> Iterator[TreeEntry]:
+    for name in sorted(os.listdir(folder)):
+        path, rel = os.path.join(folder, name), prefix + name
+        try:
+            info = os.stat(path)
+        except FileNotFoundError:
+            why = "is a broken symbolic link" if os.path.islink(path) else "was removed while it was read"
+            raise Unstable(f"Dir {root!r}: {rel!r} {why}") from None
+        if stat.S_ISDIR(info.st_mode):
+            if (info.st_dev, info.st_ino) in above:
+                raise Unstable(f"Dir {root!r}: {rel!r} links back to a folder above it (a loop)")
+            yield TreeEntry(rel, "dir", path)
+            yield from _walk(root, path, rel + "/", (*above, (info.st_dev, info.st_ino)))
+        elif stat.S_ISREG(info.st_mode):
+            yield TreeEntry(rel, "file", path, info.st_size)
+        else:
+            raise Unstable(f"Dir {root!r}: {rel!r} is a special file (fifo, socket or device), which has no "
+                           "content to key; move it out of the folder")
+
+
+def tree_digest(entries: Iterable[tuple[str, str | None]]) -> str:
+    """Hex digest of a tree from its ``(relative path, file digest or None for a folder)`` entries in
+    ``tree_entries`` order; the same for a folder on disk and for the store's manifest of it."""
+    hasher = _blake3.blake3(b"flowkit-tree/1")
+    for rel, digest in entries:
+        name = os.fsencode(rel)
+        hasher.update((b"d" if digest is None else b"f") + len(name).to_bytes(8, "little") + name)
+        if digest is not None:
+            hasher.update(bytes.fromhex(digest))
+    return hasher.hexdigest()
+
+
+def register_stand_in(cls: type, stands_for: Callable[[Any], object]) -> None:
+    """Fingerprint ``cls`` with no tag of its own, as the value ``stands_for(obj)`` gives: the store
+    keeps an output that held ``fk.File`` parts as an envelope around its manifest, whose digest
+    must be the one the output had as the step returned it."""
+    _fingerprinter.register(cls, lambda value, feed: feed.write_value(stands_for(value)))
 
 
 @register_fingerprint(types.CodeType, tag="code")

@@ -61,7 +61,7 @@ def usage(store: Store) -> dict[str, int]:
     fs = store.fs
     sizes: dict[str, int] = {}
     temporary, temporary_count = 0, 0
-    for name in (layout.OBJECTS, layout.KEYS, layout.SOURCES, layout.RUNS):
+    for name in (layout.OBJECTS, layout.KEYS, layout.SOURCES, layout.MANIFESTS, layout.FILES, layout.RUNS):
         sizes[name] = 0
         for path in fs.files(name):
             if is_temporary(path):
@@ -120,7 +120,13 @@ def collect(store: Store, keep: int | None = None, *, grace: float = GRACE_SECON
     needs = _Needs.of(store, kept, now)
     keys_removed, doomed, doomed_sources = _collect_keys(store, needs, settle)
     needs.read_again(store)  # a run that started meanwhile may have found an object it now needs
-    objects_removed, freed = _collect_objects(store, needs, doomed, time.time(), grace)
+    file_objects, restored = store.files.named(needs.objects)  # the files of kept outputs stay with them
+    outputs = set(needs.objects)
+    needs.objects |= file_objects
+    doomed |= store.files.named(doomed)[0] - needs.objects
+    objects_removed, freed = _collect_objects(store, needs, doomed, time.time(), grace,
+                                              store.files.named(set(store.files.manifests()))[0])
+    freed += store.files.sweep(outputs, restored, time.time(), grace)[1]  # manifests, restored copies
     sources_removed, sources_freed = _collect_sources(store, needs, doomed_sources, time.time(), grace)
     temporary_removed, temporary_freed = sweep_temporary(store, time.time(), grace)
     return Collected(len(dropped), objects_removed, keys_removed, freed + sources_freed + temporary_freed,
@@ -262,9 +268,11 @@ def _collect_keys(store: Store, needs: _Needs, settle: float) -> tuple[int, set[
     return removed, doomed, doomed_sources
 
 
-def _collect_objects(store: Store, needs: _Needs, doomed: set[str], now: float, grace: float) -> tuple[int, int]:
+def _collect_objects(store: Store, needs: _Needs, doomed: set[str], now: float, grace: float,
+                     file_objects: frozenset[str] | set[str] = frozenset()) -> tuple[int, int]:
     """Remove objects nothing kept names. One no record names at all stays while it is young (its
-    writer may be about to record it), as does one whose record just went while a run may be alive."""
+    writer may be about to record it), as does one whose record just went while a run may be alive.
+    ``file_objects``: the files outputs held (``store.files``), never taken for bundles (a zip)."""
     removed, freed = 0, 0
     for object_id in store.objects.ids():
         if object_id in needs.objects:
@@ -276,7 +284,7 @@ def _collect_objects(store: Store, needs: _Needs, doomed: set[str], now: float, 
         young = now - mtime < grace
         if young and (object_id not in doomed or needs.alive):
             continue
-        if store.objects.is_bundle(object_id):
+        if object_id not in file_objects and store.objects.is_bundle(object_id):
             continue  # a code bundle: no record names it, and compiled files need it
         freed += store.fs.size(path) or 0
         store.fs.delete(path)
@@ -309,7 +317,7 @@ def _collect_sources(store: Store, needs: _Needs, doomed: set[str], now: float, 
 def sweep_temporary(store: Store, now: float, grace: float) -> tuple[int, int]:
     """Remove what killed writers left: temporary files and half-built indexes older than ``grace``."""
     removed, freed = 0, 0
-    paths = [path for name in (layout.OBJECTS, layout.KEYS, layout.SOURCES, layout.RUNS)
+    paths = [path for name in (layout.OBJECTS, layout.KEYS, layout.SOURCES, layout.MANIFESTS, layout.RUNS)
              for path in store.fs.files(name) if is_temporary(path)]
     paths += [name for name in store.fs.names("") if name.startswith(layout.INDEX_ASIDE)]
     for path in paths:

@@ -228,23 +228,49 @@ class RunHeader:
     pid: int | None = None
     host: str | None = None
     pid_start: str | None = None  # the process's start, so a pid used again later is not taken for it
+    data: dict[str, "DataInput"] = attrs.field(factory=dict)  # the parameters that are fk.File / fk.Dir
 
     def to_json(self) -> dict[str, Any]:
-        data = {"flow": self.flow, "params": self.params, "nodes": list(self.nodes), "backend": self.backend,
-                "started": self.started}
+        out = {"flow": self.flow, "params": self.params, "nodes": list(self.nodes), "backend": self.backend,
+               "started": self.started}
         for name in ("pid", "host", "pid_start"):
             if getattr(self, name) is not None:
-                data[name] = getattr(self, name)
-        return data
+                out[name] = getattr(self, name)
+        if self.data:  # left out when empty: older records read and write the same bytes
+            out["data"] = {name: item.to_json() for name, item in self.data.items()}
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "RunHeader":
         nodes = _get(data, "nodes", list, [])
         if not all(isinstance(n, str) for n in nodes):
             raise RecordError("'nodes' holds a value that is not a name")
+        inputs = _get(data, "data", dict, {}) or {}
         return cls(_get(data, "flow", str), _get(data, "params", dict, {}) or {}, list(nodes),
                    _get(data, "backend", str, None), _get(data, "started", _NUMBER),
-                   _get(data, "pid", int, None), _get(data, "host", str, None), _get(data, "pid_start", str, None))
+                   _get(data, "pid", int, None), _get(data, "host", str, None), _get(data, "pid_start", str, None),
+                   {str(name): DataInput.from_json(_need_dict(item, "data")) for name, item in inputs.items()})
+
+
+@attrs.frozen
+class DataInput:
+    """A flow parameter that is data (``fk.File`` / ``fk.Dir``) as the run found it at its start:
+    where it was, and the digest of its content (a file's BLAKE3, a folder's tree digest), so that
+    ``flowkit datasets`` can tell which version of the data each run read."""
+
+    kind: str  # file | dir
+    path: str
+    digest: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "path": self.path, "digest": self.digest}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "DataInput":
+        kind = _get(data, "kind", str)
+        if kind not in ("file", "dir"):
+            raise RecordError(f"'kind' of a data input is {kind!r}, not 'file' or 'dir'")
+        return cls(kind, _get(data, "path", str), _get(data, "digest", str))
 
 
 @attrs.frozen

@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlparse
 from flowkit.errors import StoreError
 from flowkit.keys.parts import KeyParts
 from flowkit.store import layout
+from flowkit.store.files import Files, with_data_inputs
 from flowkit.store.fs import LocalFS
 from flowkit.store.index import Index
 from flowkit.store.logs import Logs
@@ -50,6 +51,7 @@ class Store:
         if create:
             self._ensure_writable()
         self.objects = Objects(self.fs, str(root))
+        self.files = Files(self.fs, self.objects)  # outputs' fk.File / fk.Dir parts, by content
         self.records = Records(self.fs)
         self.sources = Sources(self.fs)
         self.logs = Logs(self.fs)
@@ -70,7 +72,7 @@ class Store:
     # -- objects: the facade's shortcuts; flowkit's own code calls ``objects`` ------------------
 
     def put(self, value: Any, *, where: str) -> StoredOutput:
-        return self.objects.put(value, where=where)
+        return self.files.put_output(value, where=where)
 
     def has(self, output: StoredOutput) -> bool:
         return self.objects.has(output)
@@ -78,7 +80,7 @@ class Store:
     def load(self, output: StoredOutput | dict[str, Any] | str) -> Any:
         """An output's value, verified: from a StoredOutput, its JSON (as ``runs``/``show --json``
         print it), or an object id."""
-        return self.objects.load(StoredOutput.from_json(output) if isinstance(output, dict) else output)
+        return self.files.load_output(StoredOutput.from_json(output) if isinstance(output, dict) else output)
 
     def object_path(self, object_id: str) -> Path:
         """The file of an object on this machine (for tools and tests)."""
@@ -98,6 +100,7 @@ class Store:
     # -- runs: every write goes to the records, then to the index ------------------------------
 
     def write_run_start(self, run_id: str, header: RunHeader) -> None:
+        header = with_data_inputs(header)  # fk.File / fk.Dir parameters: their paths, and their content's digest
         self.records.write_header(run_id, header)
         self.index.add_run(run_id, header)
 

@@ -92,7 +92,10 @@ def verify(store: Store, *, repair: bool = True) -> Verified:
                     present.add(output.object)
                 else:
                     bad(path, "missing object", f"its output {output.object[:12]} is gone")
+            elif (gone := _missing_file(store, output.object, present)) is not None:
+                bad(path, "missing object", f"its output holds a file whose object {gone[:12]} is gone")
     records += _check_sources(store, bad)
+    records += _check_manifests(store, bad)
     for run_id in store.records.run_folders():
         for path in store.fs.files(layout.run_folder(run_id)):
             if is_temporary(path) or not path.endswith(".json"):
@@ -119,6 +122,33 @@ def _check_sources(store: Store, bad: Callable[[str, str, str], None]) -> int:
     for path in stray:
         bad(path, "bad record", "not a source record's name")
     return len(digests) + len(stray)
+
+
+def _missing_file(store: Store, object_id: str, present: set[str]) -> str | None:
+    """The first object of a file the output holds (``store.files``) that is not in the store."""
+    manifest = store.files.manifest(object_id)
+    for file_object in manifest.objects if manifest is not None else ():
+        if file_object not in present:
+            if store.objects.verify(file_object) is not None:
+                return file_object
+            present.add(file_object)  # written since the objects were listed
+    return None
+
+
+def _check_manifests(store: Store, bad: Callable[[str, str, str], None]) -> int:
+    """Every manifest of an output's files parsed (a damaged one is removed: its output then
+    keeps its files no longer, and its step runs again once they are gone); the files looked at."""
+    count = 0
+    for path in store.fs.files(layout.MANIFESTS):
+        if is_temporary(path):
+            continue
+        count += 1
+        object_id = layout.manifest_object(path)
+        if object_id is None:
+            bad(path, "bad record", "not a manifest's name")
+        elif store.fs.size(path) is not None and store.files.manifest(object_id) is None:
+            bad(path, "bad record", "not a manifest of an output's files (torn or damaged)")
+    return count
 
 
 def _parser_for(run_id: str, path: str) -> Any:
