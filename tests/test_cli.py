@@ -181,8 +181,11 @@ def test_run_step_takes_a_node_named_like_an_option(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("stem", ["json", "my-flow"])
-def test_a_flow_file_named_like_a_standard_module_or_not_an_identifier_runs(tmp_path: Path, capsys, stem: str) -> None:
+def test_a_flow_file_named_like_a_standard_module_or_not_an_identifier_runs(tmp_path: Path, capsys, stem: str,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     import json as real_json
+
+    monkeypatch.setattr(sys, "path", list(sys.path))  # loading puts the flow's folder first: not for later tests
 
     (tmp_path / f"{stem}.py").write_text(textwrap.dedent('''
         import flowkit as fk
