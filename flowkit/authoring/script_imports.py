@@ -21,10 +21,11 @@ import functools
 import importlib.machinery
 import os
 import sys
-import sysconfig
 from collections.abc import Iterator
 
 import blake3
+
+from flowkit.authoring.user_code import is_user_path
 
 MAX_FILES = 5000  # user modules one script may reach
 _LOADERS = (
@@ -125,7 +126,7 @@ class _Scan:
         """The specs this name may resolve to in the script's interpreter, user code only (memoised)."""
         if module not in self.found:
             self.found[module] = [spec for spec in self._resolve(module)
-                                  if spec.origin is None or not spec.has_location or _is_user_file(spec.origin)]
+                                  if spec.origin is None or not spec.has_location or is_user_path(spec.origin)]
         return self.found[module]
 
     def _resolve(self, module: str) -> list[importlib.machinery.ModuleSpec]:
@@ -141,7 +142,7 @@ class _Scan:
             spec = self._find(entry, module)
             if spec is None:
                 continue
-            if spec.origin is not None and spec.has_location and not _is_user_file(spec.origin):
+            if spec.origin is not None and spec.has_location and not is_user_path(spec.origin):
                 break  # the standard library or site-packages: it shadows every later folder
             specs.append(spec)
             if index == 0 and spec.origin is not None and spec.has_location:
@@ -209,19 +210,3 @@ def _from_hooks(module: str) -> list[importlib.machinery.ModuleSpec]:
         if spec is not None:
             found.append(spec)
     return found
-
-
-def _is_user_file(path: str) -> bool:
-    """Not the standard library, site-packages or flowkit: the same line ``keys.code`` draws."""
-    real = os.path.realpath(path)
-    if {"site-packages", "dist-packages"} & set(real.split(os.sep)):
-        return False
-    return not any(real == root or real.startswith(root + os.sep) for root in _library_roots())
-
-
-@functools.cache
-def _library_roots() -> tuple[str, ...]:
-    paths = sysconfig.get_paths()
-    flowkit_dir = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
-    return tuple({flowkit_dir, *(os.path.realpath(paths[key])
-                                 for key in ("stdlib", "platstdlib", "purelib", "platlib") if key in paths)})

@@ -13,9 +13,7 @@ import collections
 import dis
 import functools
 import inspect
-import os
 import sys
-import sysconfig
 import textwrap
 import types
 import weakref
@@ -24,6 +22,7 @@ from typing import Any
 
 import attrs
 
+from flowkit.authoring.user_code import is_user_path
 from flowkit.errors import Unstable
 from flowkit.keys.values import SIMPLE_TYPES, Feed, fingerprint, register_class_code, register_fingerprint, type_name
 
@@ -440,21 +439,7 @@ def _is_user_code(obj: Any) -> bool:
         return module is None or module_name == "__main__"
     if path.startswith("<"):
         return not path.startswith("<frozen")
-    return _is_user_path(path)
-
-
-@functools.lru_cache(maxsize=4096)
-def _is_user_path(path: str) -> bool:
-    real = os.path.realpath(path)
-    if {"site-packages", "dist-packages"} & set(real.split(os.sep)):
-        return False
-    return not any(real == root or real.startswith(root + os.sep) for root in _library_roots())
-
-
-@functools.cache
-def _library_roots() -> tuple[str, ...]:
-    paths = sysconfig.get_paths()
-    return tuple({os.path.realpath(paths[key]) for key in ("stdlib", "platstdlib", "purelib", "platlib") if key in paths})
+    return is_user_path(path)
 
 
 # -- the normalized source behind each code part, for `explain` to show what changed -----------------
