@@ -37,3 +37,13 @@ def read_store(spec: str | None) -> Any:
     from flowkit.store import open_store
 
     return open_store(spec, create=False)
+
+
+def store_command(sub: Any, name: str, help: str, handler: Any, *, json: bool = False) -> argparse.ArgumentParser:
+    """A command that reads a store: its parser with ``--store`` (and ``--json``) and its handler."""
+    parser = sub.add_parser(name, help=help)
+    if json:
+        add_json(parser)
+    add_store(parser)
+    parser.set_defaults(handler=handler)
+    return parser

@@ -6,18 +6,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from flowkit.cli.args import add_json, add_store, read_store
+from flowkit.cli.args import read_store, store_command
 from flowkit.cli.output import print_json, table
 
 _SHORT = 12  # digest characters shown, as `show` prints them
 
 
 def add_parsers(sub: Any) -> None:
-    datasets = sub.add_parser("datasets", help="the data flows read and wrote, and its versions over the runs")
+    datasets = store_command(sub, "datasets", "the data flows read and wrote, and its versions over the runs", cmd_datasets, json=True)
     datasets.add_argument("--flow", metavar="NAME", help="only this flow's")
-    add_json(datasets)
-    add_store(datasets)
-    datasets.set_defaults(handler=cmd_datasets)
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from flowkit.cli.args import add_json, add_store
+from flowkit.cli.args import read_store, store_command
 from flowkit.cli.output import print_json, seconds, table, when
 from flowkit.errors import StoreError, UsageError
 
@@ -13,33 +13,21 @@ RUN_STATUSES = ("succeeded", "failed", "running", "interrupted", "cancelled")  #
 
 
 def add_parsers(sub: Any) -> None:
-    runs = sub.add_parser("runs", help="list recent runs")
+    runs = store_command(sub, "runs", "list recent runs", cmd_runs, json=True)
     runs.add_argument("--flow", metavar="NAME")
     runs.add_argument("--status", choices=RUN_STATUSES, help="only runs with this status (as listed)")
     runs.add_argument("--limit", type=int, default=20, help="at most N runs (those that match), newest first")
-    add_json(runs)
-    add_store(runs)
-    runs.set_defaults(handler=cmd_runs)
 
-    show = sub.add_parser("show", help="a run's steps, digests, params and metrics")
+    show = store_command(sub, "show", "a run's steps, digests, params and metrics", cmd_show, json=True)
     show.add_argument("run_id", metavar="RUN_ID", help="a run id or a unique prefix, or 'last'")
-    add_json(show)
-    add_store(show)
-    show.set_defaults(handler=cmd_show)
 
-    explain = sub.add_parser("explain", help="why a step ran: its key parts against its previous run")
+    explain = store_command(sub, "explain", "why a step ran: its key parts against its previous run", cmd_explain, json=True)
     explain.add_argument("run_id", metavar="RUN_ID")
     explain.add_argument("step", metavar="STEP")
-    add_json(explain)
-    add_store(explain)
-    explain.set_defaults(handler=cmd_explain)
 
-    diff = sub.add_parser("diff", help="how two runs differ: params, metrics, steps, keys and outputs")
+    diff = store_command(sub, "diff", "how two runs differ: params, metrics, steps, keys and outputs", cmd_diff, json=True)
     diff.add_argument("run_a", metavar="RUN_A", help="a run id or a unique prefix, or 'last'")
     diff.add_argument("run_b", metavar="RUN_B")
-    add_json(diff)
-    add_store(diff)
-    diff.set_defaults(handler=cmd_diff)
 
 
 def resolve_run(store: Any, ref: str) -> str:
@@ -57,12 +45,6 @@ def resolve_run(store: Any, ref: str) -> str:
     if not matches:
         raise UsageError(f"no run {ref!r} in store {store.root}", hint="list runs with: flowkit runs")
     raise UsageError(f"run id prefix {ref!r} is ambiguous: {', '.join(matches[:5])}", hint="give more characters")
-
-
-def _read_store(spec: str | None) -> Any:
-    from flowkit.store import open_store
-
-    return open_store(spec, create=False)
 
 
 def _with_status(store: Any, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -96,7 +78,7 @@ def recent_runs(store: Any, *, flow: str | None, status: str | None, limit: int)
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    store = _read_store(args.store)
+    store = read_store(args.store)
     runs = recent_runs(store, flow=args.flow, status=args.status, limit=args.limit)
     if args.json:
         print_json([{**r, "duration": _duration(r)} for r in runs])
@@ -111,7 +93,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    store = _read_store(args.store)
+    store = read_store(args.store)
     run_id = resolve_run(store, args.run_id)
     run = _with_status(store, [store.index.run(run_id)])[0]
     nodes = store.index.nodes(run_id)
@@ -147,7 +129,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     from flowkit.execution.explain import explain
 
-    store = _read_store(args.store)
+    store = read_store(args.store)
     report = explain(store, resolve_run(store, args.run_id), args.step)
     if args.json:
         print_json(report)
@@ -159,7 +141,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def cmd_diff(args: argparse.Namespace) -> int:
     from flowkit.execution.diff import diff_runs
 
-    store = _read_store(args.store)
+    store = read_store(args.store)
     report = diff_runs(store, resolve_run(store, args.run_a), resolve_run(store, args.run_b))
     if args.json:
         print_json(report)

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flowkit.cli.args import add_json, add_store, read_store
+from flowkit.cli.args import read_store, store_command
 from flowkit.cli.history import resolve_run
 from flowkit.cli.output import print_json, size
 from flowkit.errors import CorruptObject, StoreError, UsageError
@@ -17,25 +17,19 @@ _FOLLOW_POLL = 0.2
 
 
 def add_parsers(sub: Any) -> None:
-    output = sub.add_parser("output", help="a step's output: shown short, or written to a file")
+    output = store_command(sub, "output", "a step's output: shown short, or written to a file", cmd_output)
     _run_and_step(output)
     output.add_argument("--to", metavar="FILE", type=Path,
                         help="write the value: DataFrame -> .csv/.parquet, array -> .npy, bytes as they are, "
                              "fk.File/fk.Dir copied, else a pickle")
-    add_store(output)
-    output.set_defaults(handler=cmd_output)
 
-    logs = sub.add_parser("logs", help="what a step printed (stdout and stderr)")
+    logs = store_command(sub, "logs", "what a step printed (stdout and stderr)", cmd_logs)
     _run_and_step(logs)
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing until the step ends")
-    add_store(logs)
-    logs.set_defaults(handler=cmd_logs)
 
-    lineage = sub.add_parser("lineage", help="where an output came from: steps, code, params, data; who used it")
+    lineage = store_command(sub, "lineage", "where an output came from: steps, code, params, data; who used it",
+                            cmd_lineage, json=True)
     lineage.add_argument("ref", metavar="RUN:STEP|DIGEST", help="a step of a run (RUN may be 'last'), or an output digest")
-    add_json(lineage)
-    add_store(lineage)
-    lineage.set_defaults(handler=cmd_lineage)
 
 
 def _run_and_step(parser: argparse.ArgumentParser) -> None:
