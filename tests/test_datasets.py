@@ -133,6 +133,10 @@ def test_a_file_parameter_is_keyed_by_its_bytes_not_its_name_or_time(flows: Any,
     reason = flows.csv_flow.plan(store=store, data=str(moved))["count_rows"].reason
     assert reason.startswith("param changed: data (content ") and " -> " in reason  # same path text, new bytes
     edited = flows.csv_flow.run(store=store, data=moved)
+    from flowkit.execution.explain import explain
+    from flowkit.store import open_store
+
+    assert explain(open_store(store, create=False), edited.id, "count_rows")["changes"] == [reason]  # as plan said
     assert statuses(edited)["count_rows"] == "ran" and edited.result["text"] == "rows=3\n"
     assert isinstance(edited.params["data"], fk.File) and edited.params["data"].path == str(moved)
 
