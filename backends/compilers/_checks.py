@@ -25,6 +25,7 @@ def used_options(opts: StepOptions, flow_image: str | None = None) -> set[str]:
 
 def refuse_unsupported(flow: "FlowSpec", target: str, supported: set[str], hints: dict[str, str] | None = None) -> None:
     """CompileError naming the first step and option the target cannot express."""
+    refuse_map(flow, target)
     for name in flow.graph.order():
         opts = flow.graph.nodes[name].step.opts
         unsupported = sorted(used_options(opts, flow.image) - supported)
@@ -34,6 +35,16 @@ def refuse_unsupported(flow: "FlowSpec", target: str, supported: set[str], hints
                 f"flow {flow.name!r}, step {name!r}: option {option!r} cannot be expressed in the {target} target",
                 hint=(hints or {}).get(option, f"remove {option!r} from the step, or compile to a target that supports it"),
             )
+
+
+def refuse_map(flow: "FlowSpec", target: str) -> None:
+    """CompileError naming the first ``.map`` step: the target has no run-time fan-out yet."""
+    maps = flow.graph.maps()
+    if maps:
+        raise CompileError(
+            f"flow {flow.name!r}, step {maps[0]!r}: .map (run-time fan-out) is not supported by the {target} target yet",
+            hint="run the flow with --backend local or --backend process, or fan out over a fixed list with a loop",
+        )
 
 
 def no_container_hints(subject: str, python: str) -> dict[str, str]:

@@ -194,4 +194,10 @@ class DockerRunner:
         self.workers = workers or os.cpu_count() or 1
 
     def run(self, ctx: RunContext) -> RunReport:
+        maps = ctx.graph.maps()
+        if maps:  # before any container: run-step in a container cannot make a map's items yet
+            raise BackendError(
+                f"flow {ctx.flow.name!r}, step {maps[0]!r}: .map (run-time fan-out) is not supported by the docker backend yet",
+                hint="run the flow with --backend process or --backend local",
+            )
         return run_nodes(ctx, DockerLauncher(ctx), self.workers)

@@ -2,7 +2,9 @@
 
 ``Schedule`` is the state machine of one run: each node waits (for its upstream nodes), is
 ready, running, or done; a node that found an upstream output lost sends that node back to
-ready, forced, and waits for it again. ``run_nodes`` drives it: it decides cache hits itself
+ready, forced, and waits for it again. A ``.map`` node, once ready, expands: its item nodes
+join the schedule (at most ``max_parallel`` of them out at once) and it waits for them, then
+gathers their outputs. ``run_nodes`` drives it: it decides cache hits itself
 (cheap, no launch), hands the nodes that must run to the launcher, up to ``workers`` at once,
 and waits on the jobs' file descriptors. A failed node skips what depends on it; independent
 branches run to the end. Ctrl-C stops every job and re-raises.
@@ -10,14 +12,16 @@ branches run to the end. Ctrl-C stops every job and re-raises.
 
 from __future__ import annotations
 
+import collections
 import heapq
 from typing import Protocol
 
-from flowkit.errors import MissingInput
+from flowkit.errors import FlowDefinitionError, MissingInput
+from flowkit.execution import mapping
 from flowkit.execution.run import RunReport, progress_lines
-from flowkit.execution.runtime import NodeOutcome, RunContext, execute
+from flowkit.execution.runtime import NodeOutcome, RunContext, execute, loader
 from flowkit.execution.verdict import Decision
-from flowkit.graph.nodes import FlowGraph
+from flowkit.graph.nodes import FlowGraph, Node
 from flowkit.store.objects import StoredOutput
 
 from flowkit.backends.runners.progress import Progress
@@ -46,13 +50,18 @@ class Schedule:
 
     def __init__(self, graph: FlowGraph) -> None:
         self._graph = graph
-        self._position = {name: i for i, name in enumerate(graph.order())}
-        self._waiting = {name: set(graph.upstream(name)) for name in graph.order()}
+        # (call order, item index): a map's items leave in their order, before later nodes
+        self._position = {name: (i, 0) for i, name in enumerate(graph.order())}
+        self._upstream = {name: graph.upstream(name) for name in graph.order()}
+        self._waiting = {name: set(ups) for name, ups in self._upstream.items()}
         self._downstream: dict[str, list[str]] = {name: [] for name in graph.order()}
         for name in graph.order():  # once here: networkx per finished node costs more than the node
             for up in graph.upstream(name):
                 self._downstream[up].append(name)
-        self._ready: list[tuple[int, str]] = []
+        self._ready: list[tuple[tuple[int, int], str]] = []
+        self._item_of: dict[str, str] = {}  # item node -> its map node
+        self._held: dict[str, collections.deque[str]] = {}  # map node -> items held back by max_parallel
+        self._out: dict[str, set[str]] = {}  # map node -> its items released and not done
         self._queued: set[str] = set()
         self._running: set[str] = set()
         self._forced: set[str] = set()  # nodes to make again: their output was lost
@@ -80,7 +89,36 @@ class Schedule:
         return name
 
     def failed_upstream(self, name: str) -> list[str]:
-        return [up for up in self._graph.upstream(name) if self.outcomes[up].status in ("failed", "skipped")]
+        return [up for up in self._upstream[name] if self.outcomes[up].status in ("failed", "skipped")]
+
+    def expand(self, name: str, items: list[tuple[str, list[str]]], max_parallel: int | None) -> None:
+        """Running map node ``name`` found its items (name, upstream nodes), whose upstream nodes
+        are all done: they join the schedule, and ``name`` waits for them, then gathers."""
+        self._stop_running(name)
+        order = self._position[name][0]
+        self._waiting[name] = {item for item, _ in items}
+        self._held[name] = collections.deque()
+        self._out[name] = set()
+        for index, (item, ups) in enumerate(items, start=1):
+            self._position[item] = (order, index)
+            self._upstream[item] = ups
+            self._waiting[item] = set()
+            self._downstream[item] = [name]
+            self._item_of[item] = name
+            for up in ups:
+                self._downstream[up].append(item)
+            self._held[name].append(item)
+        self._release(name, max_parallel)
+        if not items:
+            self._queue(name)
+
+    def _release(self, name: str, max_parallel: int | None) -> None:
+        """Queue held items of map ``name`` while fewer than ``max_parallel`` are out."""
+        held, out = self._held[name], self._out[name]
+        while held and (max_parallel is None or len(out) < max_parallel):
+            item = held.popleft()
+            out.add(item)
+            self._queue(item)
 
     def forced(self, name: str) -> bool:
         """True for a node being made again because a downstream node found its output lost."""
@@ -93,6 +131,11 @@ class Schedule:
         self.outcomes[name] = outcome
         if outcome.output is not None and outcome.status in ("ran", "cached"):
             self.outputs[name] = outcome.output
+        owner = self._item_of.get(name)
+        if owner is not None and name in self._out[owner]:
+            self._out[owner].discard(name)
+            spec = self._graph.nodes[owner].map
+            self._release(owner, spec.max_parallel if spec else None)
         for down in self._downstream[name]:
             waiting = self._waiting[down]
             if name in waiting:
@@ -161,7 +204,10 @@ def _start(ctx: RunContext, schedule: Schedule, launcher: Launcher, name: str, p
         _finish(schedule, progress, name, skip(ctx, name, blocked))
         return None
     run_ctx = ctx.evolve_forced(name) if schedule.forced(name) else ctx
-    node = ctx.graph.nodes[name]
+    node = ctx.node(name)
+    if node.map is not None:
+        _map_step(run_ctx, schedule, name, progress)
+        return None
     decision = run_ctx.decide(name, {up: schedule.outputs[up].digest for up in node.inputs()})
     if decision.hit is not None:
         _finish(schedule, progress, name, execute(run_ctx, name, schedule.outputs, decision=decision))
@@ -170,6 +216,48 @@ def _start(ctx: RunContext, schedule: Schedule, launcher: Launcher, name: str, p
         ctx.journal.flush()
     progress.start(name)
     return launcher.start(run_ctx, name, schedule.outputs, decision)
+
+
+def _map_step(ctx: RunContext, schedule: Schedule, name: str, progress: Progress) -> None:
+    """A ready map node: expand it into its items once its list is known, or, once they finished,
+    gather them (here: it reads records, no launch). A list lost from the store is made again."""
+    node = ctx.node(name)
+    assert node.map is not None
+    try:
+        if name in ctx.expansions:
+            _finish(schedule, progress, name, execute(ctx, name, schedule.outputs))
+            return
+        items = _expand(ctx, node, schedule)
+    except MissingInput as missing:
+        was_done = missing.node in schedule.outcomes
+        if schedule.make_again(name, missing.node):
+            progress.undo(name, lost_was_done=was_done)
+            return
+        _finish(schedule, progress, name, skip(ctx, name, [missing.node]))
+        return
+    except FlowDefinitionError as exc:  # not a list, or a part of it that is not there
+        outcome = NodeOutcome(name, "failed", error=str(exc))
+        ctx.record(outcome)
+        _finish(schedule, progress, name, outcome)
+        return
+    progress.total += len(items)
+    schedule.expand(name, [(item.name, item.inputs()) for item in items], node.map.max_parallel)
+
+
+def _expand(ctx: RunContext, node: Node, schedule: Schedule) -> list[Node]:
+    """The map's item nodes, registered in the run (a forked worker finds them there)."""
+    outputs = schedule.outputs
+
+    def items_of(up: str) -> list[str] | None:
+        names = ctx.expansions.get(up)
+        return None if names is None else [item for item in names if item in outputs]
+
+    args = mapping.item_args(node, ctx.flow.name, ctx.params, loader(ctx.store, outputs), items_of)
+    items = mapping.item_nodes(node, args)
+    for item in items:
+        ctx.items[item.name] = item
+    ctx.expansions[node.name] = [item.name for item in items]
+    return items
 
 
 def _collect(ctx: RunContext, schedule: Schedule, launcher: Launcher, name: str, job: Job,

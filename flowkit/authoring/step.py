@@ -146,9 +146,23 @@ def _non_negative_int(name: str) -> Callable[[Any, Any, Any], None]:
     return check
 
 
+def _max_parallel(_inst: Any, _attr: Any, value: Any) -> None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise FlowDefinitionError(f"option 'max_parallel': expected a whole number >= 1 or None, got {value!r}",
+                                  hint="max_parallel bounds how many items of a .map run at once")
+
+
+def _ratio(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise FlowDefinitionError(f"option 'min_success_ratio': expected a fraction from 0 to 1, got {value!r}",
+                                  hint="e.g. min_success_ratio=0.8: the map succeeds while 80% of its items do")
+    return float(value)
+
+
 @attrs.frozen
 class StepOptions:
-    """Options of one step; only ``version``, ``image`` and ``env`` enter the cache key."""
+    """Options of one step; only ``version``, ``image`` and ``env`` enter the cache key.
+    ``max_parallel`` and ``min_success_ratio`` (Flyte's name) apply to ``step.map``."""
 
     name: str | None = None
     version: str | None = attrs.field(default=None, converter=attrs.converters.optional(str))
@@ -159,6 +173,8 @@ class StepOptions:
     image: str | None = None
     resources: Resources = attrs.field(factory=Resources, converter=lambda v: _resources(v))
     env: tuple[tuple[str, str], ...] = attrs.field(factory=tuple, converter=_env)
+    max_parallel: int | None = attrs.field(default=None, validator=_max_parallel)
+    min_success_ratio: float = attrs.field(default=1.0, converter=_ratio)
 
 
 _OPTION_NAMES = tuple(f.name for f in attrs.fields(StepOptions))
@@ -168,6 +184,8 @@ class Recorder(Protocol):
     """What turns a step call into a node while a flow body is traced (``graph.builder.Builder``)."""
 
     def record(self, step: "Step", args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any: ...
+
+    def record_map(self, step: "Step", items: Any, fixed: dict[str, Any]) -> Any: ...
 
 
 _RECORDER: contextvars.ContextVar[Recorder | None] = contextvars.ContextVar("flowkit_recorder", default=None)
@@ -242,6 +260,15 @@ class Step:
         if recorder is None:
             return self.fn(*args, **kwargs)
         return recorder.record(self, args, kwargs)
+
+    def map(self, items: Any, /, **fixed: Any) -> Any:
+        """Call the step once per item of a list known only at run time (an upstream output, a part
+        of one, or a list parameter), the ``fixed`` arguments the same for every item; inside a flow
+        a handle to the list of results, in input order. Outside a flow: a plain map."""
+        recorder = _RECORDER.get()
+        if recorder is None:
+            return [self.fn(item, **fixed) for item in items]
+        return recorder.record_map(self, items, fixed)
 
     def __repr__(self) -> str:
         return f"<flowkit step {self.name}>"

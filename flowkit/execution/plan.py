@@ -11,10 +11,13 @@ from typing import Any
 import attrs
 
 from flowkit.authoring.params import plain_params
+from flowkit.errors import CorruptObject, FlowDefinitionError
+from flowkit.execution import mapping
 from flowkit.execution.verdict import decide
-from flowkit.graph.nodes import FlowSpec
-from flowkit.keys.parts import KeyParts, differences
+from flowkit.graph.nodes import FlowSpec, Node
+from flowkit.keys.parts import KeyParts, differences, gather_digest
 from flowkit.keys.values import one_pass
+from flowkit.store.objects import StoredOutput
 from flowkit.store.store import Store
 
 
@@ -55,7 +58,9 @@ def make_plan(flow: FlowSpec, params: dict[str, Any], store: Store, *, force: bo
     graph = flow.graph
     for name in force_steps:
         graph.node(name)
-    digests: dict[str, str] = {}
+    digests: dict[str, str] = {}  # node (or map item) -> its output digest, where cached
+    hits: dict[str, StoredOutput] = {}
+    items: dict[str, list[str]] = {}  # a map found all cached -> its item names
     rows: list[PlanRow] = []
     pending: set[str] = set()
     for name in graph.order():
@@ -65,16 +70,49 @@ def make_plan(flow: FlowSpec, params: dict[str, Any], store: Store, *, force: bo
             pending.add(name)
             continue
         node = graph.nodes[name]
+        forced = force or name in force_steps
+        if node.map is not None:
+            row = _map_row(flow, store, node, params, forced, digests, hits, items)
+            rows.append(row)
+            if row.verdict != "cached":
+                pending.add(name)
+            continue
         decision = decide(store, node, params=params, upstream={up: digests[up] for up in graph.upstream(name) if up in digests},
-                          flow_image=flow.image, forced=force or name in force_steps)
+                          flow_image=flow.image, forced=forced)
         if decision.hit is not None:
             digests[name] = decision.hit.digest
+            hits[name] = decision.hit
             rows.append(PlanRow(name, "cached", "same key", decision.key))
             continue
         reason = decision.reason or why_missing(store, flow.name, name, decision.parts)
         rows.append(PlanRow(name, "run", reason, decision.key))
         pending.add(name)
     return Plan(flow.name, params, tuple(rows))
+
+
+def _map_row(flow: FlowSpec, store: Store, node: Node, params: dict[str, Any], forced: bool,
+             digests: dict[str, str], hits: dict[str, StoredOutput], items: dict[str, list[str]]) -> PlanRow:
+    """One row for a ``.map`` whose list is known: how many of its items are cached and how many
+    run (each decided as the run decides it); all cached, its digest is known downstream."""
+    try:
+        args = mapping.item_args(node, flow.name, params, lambda up: store.files.load_output(hits[up]), items.get)
+    except FlowDefinitionError as exc:
+        return PlanRow(node.name, "run", f"fails: {exc.message}")
+    except CorruptObject:
+        return PlanRow(node.name, "run", "its list is lost from the store: made again first")
+    made = mapping.item_nodes(node, args)
+    cached: list[str] = []
+    for item in made:
+        decision = decide(store, item, params=params, upstream={up: digests[up] for up in item.inputs()},
+                          flow_image=flow.image, forced=forced)
+        if decision.hit is not None:
+            digests[item.name] = decision.hit.digest
+            cached.append(item.name)
+    if len(cached) == len(made):
+        digests[node.name] = gather_digest([digests[item] for item in cached])
+        items[node.name] = cached
+        return PlanRow(node.name, "cached", f"all {len(made)} items cached")
+    return PlanRow(node.name, "run", f"{len(made) - len(cached)} of {len(made)} items to run, {len(cached)} cached")
 
 
 def why_missing(store: Store, flow: str, node: str, parts: KeyParts | None,

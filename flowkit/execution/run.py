@@ -22,7 +22,7 @@ import attrs
 
 from flowkit.errors import CorruptObject, FlowDefinitionError, MissingInput, RunCancelled, StoreError
 from flowkit.execution.runtime import NodeOutcome, RunContext, execute, loader, value_of
-from flowkit.graph.nodes import FlowGraph, FlowSpec
+from flowkit.graph.nodes import FlowGraph, FlowSpec, Node
 from flowkit.keys.values import one_pass
 from flowkit.store.journal import Journal
 from flowkit.store.liveness import this_process
@@ -129,6 +129,8 @@ class Run:
         self.store = store
         self.steps = steps
         self.status = status
+        self.items: dict[str, Node] = {}  # the item nodes of its maps, as the run made them
+        self.expansions: dict[str, list[str]] = {}
 
     @property
     def failed_steps(self) -> list[NodeOutcome]:
@@ -168,7 +170,8 @@ class Run:
     def _remake(self, name: str, depth: int = 0) -> None:
         """Make node ``name`` again in this run, here (its upstream first, where theirs are lost too),
         and record it: its output was found corrupt or gone."""
-        ctx = RunContext(self.flow, self.params, self.store, self.id, force_steps=frozenset({name}), graph=self.graph)
+        ctx = RunContext(self.flow, self.params, self.store, self.id, force_steps=frozenset({name}), graph=self.graph,
+                         items=self.items, expansions=self.expansions)
         for _ in range(REMAKE_LIMIT):
             outputs = {up: o.output for up, o in self.steps.items() if o.output is not None}
             try:
@@ -178,7 +181,7 @@ class Run:
                     raise self._lost(name, str(missing)) from None
                 self._remake(missing.node, depth + 1)
                 continue
-            if outcome.status != "ran" or outcome.output is None:
+            if outcome.status not in ("ran", "cached") or outcome.output is None:  # a map's gather may be all cached
                 raise self._lost(name, f"making it again failed: {outcome.error}")
             self.steps[name] = outcome
             return
@@ -231,10 +234,14 @@ def run_flow(flow: FlowSpec, params: dict[str, Any], runner: Runner, *, backend:
             _close(journal)
             _end(the_store, ctx.run_id, RunEnd("failed", time.time(), _one_line(exc)))
             raise
-    ok = len(report.outcomes) == len(graph) and all(o.status in ("ran", "cached") for o in report.outcomes.values())
+    # every node of the graph ran or was cached; the items of a map count through it (some of
+    # them may fail while its min_success_ratio tolerates it)
+    ok = all(name in report.outcomes and report.outcomes[name].status in ("ran", "cached") for name in graph.nodes)
     status = "succeeded" if ok else "failed"
     the_store.write_run_end(ctx.run_id, RunEnd(status, time.time()))
-    return Run(flow, ctx.run_id, params, the_store, report.outcomes, status, graph)
+    run = Run(flow, ctx.run_id, params, the_store, report.outcomes, status, graph)
+    run.items, run.expansions = ctx.items, ctx.expansions
+    return run
 
 
 def _children() -> set[int]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import math
 import os
 import time
 import traceback
@@ -19,8 +20,8 @@ import attrs
 
 from flowkit.authoring.metrics import Metric, collecting
 from flowkit.errors import CorruptObject, FlowDefinitionError, FlowkitError, MissingInput, SerializationError, StepFailure
-from flowkit.graph.nodes import Arg, FlowGraph, FlowSpec, Literal, Mapping, Node, ParamRef, Ref, Seq
-from flowkit.keys.parts import KeyParts, resolve_path
+from flowkit.graph.nodes import Arg, FlowGraph, FlowSpec, Item, Literal, Mapping, Node, ParamRef, Ref, Seq
+from flowkit.keys.parts import KeyParts, gather_digest, resolve_path
 from flowkit.keys.values import forget_pass
 from flowkit.store.objects import StoredOutput
 from flowkit.store.records import NodeRecord
@@ -51,9 +52,20 @@ class RunContext:
     journal: NodeLog | None = None  # None: each record is written at once (run-step)
     # the graph as the run started: traced once, whatever the flow's code does meanwhile
     graph: FlowGraph = attrs.field(default=attrs.Factory(lambda ctx: ctx.flow.graph, takes_self=True))
+    # the item nodes of this run's maps, made when their lists became known (``execution.mapping``)
+    items: dict[str, Node] = attrs.field(factory=dict)
+    expansions: dict[str, list[str]] = attrs.field(factory=dict)  # map node -> its item names, in order
+    fresh: set[str] = attrs.field(factory=set)  # item nodes that ran (not cached) in this run
+
+    def node(self, name: str) -> Node:
+        """A node of the graph, or an item node of one of this run's maps."""
+        node = self.graph.nodes.get(name)
+        return node if node is not None else self.items[name]
 
     def record(self, outcome: "NodeOutcome") -> None:
         """Record a node's outcome in this run's history."""
+        if outcome.status == "ran" and outcome.node in self.items:
+            self.fresh.add(outcome.node)
         record = outcome.record(self.flow.name, self.run_id)
         if self.journal is None:
             self.store.write_node(record)
@@ -61,7 +73,11 @@ class RunContext:
             self.journal.add(record)
 
     def forced(self, node: str) -> bool:
-        return self.force or node in self.force_steps
+        """``--force``, ``--force-step NAME``, or an item of a map forced by name."""
+        if self.force or node in self.force_steps:
+            return True
+        item = self.items.get(node)
+        return item is not None and item.item_of in self.force_steps
 
     def evolve_forced(self, node: str) -> "RunContext":
         """The same run with ``node`` forced: to re-make an output found corrupt."""
@@ -69,7 +85,7 @@ class RunContext:
 
     def decide(self, name: str, upstream: dict[str, str]) -> Decision:
         """The verdict of node ``name`` in this run, given its upstream output digests."""
-        return decide(self.store, self.graph.nodes[name], params=self.params, upstream=upstream,
+        return decide(self.store, self.node(name), params=self.params, upstream=upstream,
                       flow_image=self.flow.image, forced=self.forced(name))
 
 
@@ -127,6 +143,8 @@ def value_of(arg: Arg, params: dict[str, Any], load: Callable[[str], Any]) -> An
         return _part(params[arg.name], arg.path, f"parameter {arg.name!r}")
     if isinstance(arg, Ref):
         return _part(load(arg.node), arg.path, f"the output of step {arg.node!r}")
+    if isinstance(arg, Item):
+        return _part(load(arg.node), arg.path + (arg.index,), f"the output of step {arg.node!r}")
     if isinstance(arg, Seq):
         items = [value_of(item, params, load) for item in arg.items]
         return items if arg.kind == "list" else tuple(items)
@@ -218,8 +236,12 @@ def execute(ctx: RunContext, name: str, outputs: dict[str, StoredOutput],
     ``outputs`` holds the outputs of (at least) this node's upstream nodes. Raises MissingInput
     when an upstream object is missing or corrupt, so the caller can make it again.
     """
-    node = ctx.graph.nodes[name]
+    node = ctx.node(name)
     started = time.time()
+    if node.map is not None:
+        outcome = _gather(ctx, node, outputs, started)
+        ctx.record(outcome)
+        return outcome
     upstream = {up: outputs[up].digest for up in node.inputs()}
     if decision is None:
         decision = ctx.decide(name, upstream)
@@ -230,6 +252,38 @@ def execute(ctx: RunContext, name: str, outputs: dict[str, StoredOutput],
     else:
         outcome = _run(ctx, node, outputs, decision, started, upstream)
     ctx.record(outcome)
+    return outcome
+
+
+def _gather(ctx: RunContext, node: Node, outputs: dict[str, StoredOutput], started: float) -> NodeOutcome:
+    """A map node once its items finished: the list of their outputs in input order (those that
+    succeeded, while enough did: ``min_success_ratio``), its digest over theirs."""
+    assert node.map is not None
+    names = ctx.expansions.get(node.name)
+    if names is None:
+        raise FlowDefinitionError(
+            f"flow {ctx.flow.name!r}, step {node.name!r}: .map makes its items when a run reaches it, "
+            "and this way of running a single step cannot make them",
+            hint="run the flow with --backend local or --backend process",
+        )
+    done = [item for item in names if item in outputs]
+    inputs = {item: outputs[item].digest for item in done}
+    outcome = NodeOutcome(node.name, "failed", started=started, inputs=inputs)
+    ratio = node.map.min_success_ratio
+    needed = math.ceil(ratio * len(names) - 1e-9)
+    if len(done) < needed:
+        failed = [item for item in names if item not in outputs]
+        shown = ", ".join(failed[:5]) + (f" and {len(failed) - 5} more" if len(failed) > 5 else "")
+        outcome.error = (f"step {node.name!r}: {len(failed)} of {len(names)} items failed ({shown}); "
+                         f"min_success_ratio {ratio:g} needs {needed} to succeed")
+        outcome.duration = time.time() - started
+        return outcome
+    load = loader(ctx.store, outputs)
+    values = [load(item) for item in done]
+    stored = ctx.store.files.put_output(values, where=f"flow {ctx.flow.name!r}, step {node.name!r}")
+    outcome.output = attrs.evolve(stored, digest=gather_digest([inputs[item] for item in done]))
+    outcome.status = "ran" if len(done) < len(names) or any(item in ctx.fresh for item in done) else "cached"
+    outcome.duration = time.time() - started
     return outcome
 
 

@@ -11,7 +11,9 @@ from typing import Any, Callable
 
 from flowkit.authoring.step import Step, recording
 from flowkit.errors import CycleError, FlowDefinitionError
-from flowkit.graph.nodes import Arg, FlowGraph, Literal, Mapping, Node, ParamRef, Ref, Seq
+from flowkit.graph.nodes import Arg, FlowGraph, Literal, MapSpec, Mapping, Node, ParamRef, Ref, Seq
+
+_ITEM = object()  # stands for "each item" while a .map call is bound
 
 
 class Output:
@@ -98,6 +100,43 @@ class Builder:
         bound_args = {key: self._arg(value) for key, value in self._with_defaults(step, bound).items()}
         self.nodes[name] = Node(name=name, step=step, args=bound_args, call_site=call_site)
         return Output(self, name)
+
+    def record_map(self, step: Step, items: Any, fixed: dict[str, Any]) -> Output:
+        """``step.map(items, **fixed)`` in the flow body: one node that becomes an item node per
+        item at run time, then gathers their outputs; its handle is the list of results."""
+        call_site = _call_site()
+        name = self._name_for(step, call_site)
+        where = f"flow {self.flow_name!r}, step {name!r} at {call_site}"
+        over = self._map_source(items, where, step)
+        try:
+            bound = step.bind((_ITEM,), fixed)
+        except TypeError as exc:
+            raise FlowDefinitionError(f"{where}: {exc}",
+                                      hint="each item goes to the step's first parameter; pass the others by name") from None
+        param = next((key for key, value in bound.items() if value is _ITEM), None)
+        if param is None:
+            raise FlowDefinitionError(f"{where}: .map needs a first parameter that takes one item",
+                                      hint="give the step a plain first parameter, e.g. def train(fold, lr=0.1)")
+        bound_args = {key: over if key == param else self._arg(value)
+                      for key, value in self._with_defaults(step, bound).items()}
+        spec = MapSpec(param, step.opts.max_parallel, step.opts.min_success_ratio)
+        self.nodes[name] = Node(name=name, step=step, args=bound_args, call_site=call_site, map=spec)
+        return Output(self, name)
+
+    def _map_source(self, items: Any, where: str, step: Step) -> Ref | ParamRef:
+        """The list a ``.map`` goes over: an upstream output (or a part of one) or a parameter."""
+        if isinstance(items, (Output, Param)):
+            return self._arg(items)  # type: ignore[return-value]
+        if isinstance(items, (list, tuple)):
+            raise FlowDefinitionError(
+                f"{where}: .map over a list written in the flow body; .map is for lists known only at run time",
+                hint=f"for a fixed list use a loop: [{step.fn.__name__}(x) for x in ...], "
+                     "or make the list a flow parameter and map over that",
+            )
+        raise FlowDefinitionError(
+            f"{where}: .map takes a step output or a list parameter, got {type(items).__name__}",
+            hint="pass the output of an upstream step that returns a list, or a flow parameter",
+        )
 
     def _with_defaults(self, step: Step, bound: dict[str, Any]) -> dict[str, Any]:
         """Every parameter with a value, in signature order: ``add3(1, 2)`` and ``add3(1, 2, 3)`` with
@@ -189,7 +228,7 @@ def _holds_handles(value: Any, outer: tuple[int, ...] = ()) -> bool:
 
 
 def _call_site() -> str:
-    frame = sys._getframe(3)  # record <- Step.__call__ <- the flow body
+    frame = sys._getframe(3)  # record <- Step.__call__ (or record_map <- Step.map) <- the flow body
     return f"{frame.f_code.co_filename}:{frame.f_lineno}"
 
 

@@ -42,6 +42,19 @@ class Ref:
 
 
 @attrs.frozen
+class Item:
+    """One item of a list an upstream node returned, for one item node of a ``.map``: ``fp`` is the
+    item's own fingerprint (None: it has none that is stable), so its key never depends on its
+    position in the list."""
+
+    node: str
+    path: tuple[Any, ...]
+    index: int
+    fp: str | None
+    unstable: str | None = None  # why the item has no stable fingerprint
+
+
+@attrs.frozen
 class Seq:
     """A list or tuple written in the flow body that contains handles."""
 
@@ -56,10 +69,20 @@ class Mapping:
     items: tuple[tuple[Any, Any], ...]
 
 
-Arg = Literal | ParamRef | Ref | Seq | Mapping
+Arg = Literal | ParamRef | Ref | Item | Seq | Mapping
 
 
-def iter_leaves(arg: Arg) -> Iterator[Literal | ParamRef | Ref]:
+@attrs.frozen
+class MapSpec:
+    """What makes a node a ``step.map(items, ...)``: which argument takes each item (its value in
+    ``Node.args`` is the list to map over), and the map's options."""
+
+    param: str
+    max_parallel: int | None = None
+    min_success_ratio: float = 1.0
+
+
+def iter_leaves(arg: Arg) -> Iterator[Literal | ParamRef | Ref | Item]:
     """Every leaf of an argument tree, depth first."""
     if isinstance(arg, Seq):
         for item in arg.items:
@@ -80,13 +103,15 @@ class Node:
     args: dict[str, Arg]          # bound to the function's parameter names, in signature order
     call_site: str
     after: set[str] = attrs.field(factory=set)
+    map: MapSpec | None = None      # set on a ``.map`` node (the gather of its items)
+    item_of: str | None = None      # set on an item node made at run time: its map node's name
     _inputs: list[str] | None = attrs.field(default=None, init=False, repr=False)
 
     def inputs(self) -> list[str]:
         """Nodes whose output this node reads, sorted (computed once: it is on the hot path)."""
         if self._inputs is None:
             self._inputs = sorted({leaf.node for arg in self.args.values() for leaf in iter_leaves(arg)
-                                   if isinstance(leaf, Ref)})
+                                   if isinstance(leaf, (Ref, Item))})
         return self._inputs
 
     def upstream(self) -> set[str]:
@@ -159,6 +184,10 @@ class FlowGraph:
 
     def __len__(self) -> int:
         return len(self.nodes)
+
+    def maps(self) -> list[str]:
+        """The ``.map`` nodes, in order (their items are made at run time)."""
+        return [name for name in self._order if self.nodes[name].map is not None]
 
 
 class FlowSpec(Protocol):

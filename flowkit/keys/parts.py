@@ -13,7 +13,8 @@ from typing import Any
 
 import attrs
 
-from flowkit.graph.nodes import Arg, Literal, ParamRef, Ref, Seq
+from flowkit.errors import Unstable
+from flowkit.graph.nodes import Arg, Item, Literal, ParamRef, Ref, Seq
 from flowkit.keys.code import CodeFingerprint
 from flowkit.keys.values import SCHEME_VERSION, fingerprint, hash_bytes
 
@@ -148,6 +149,10 @@ def arg_part(arg: Arg, params: dict[str, Any], upstream: dict[str, str]) -> ArgP
     if isinstance(arg, Ref):
         fp = upstream[arg.node] if not arg.path else hash_bytes(canonical_json([upstream[arg.node], fingerprint(arg.path)]))
         return ArgPart("input", fp, source=arg.node)
+    if isinstance(arg, Item):  # by the item's own content, never its position: an insert re-runs one item
+        if arg.fp is None:
+            raise Unstable(arg.unstable or f"item {arg.index} of the output of {arg.node!r}")
+        return ArgPart("input", arg.fp, source=arg.node)
     if isinstance(arg, Seq):
         tag, keys, values = arg.kind, [None] * len(arg.items), arg.items
     else:
@@ -156,6 +161,12 @@ def arg_part(arg: Arg, params: dict[str, Any], upstream: dict[str, str]) -> ArgP
     kinds = {child.kind for child in children}
     kind = "input" if "input" in kinds else "param" if "param" in kinds else "value"
     return ArgPart(kind, hash_bytes(canonical_json([tag, keys, [c.fp for c in children]])))
+
+
+def gather_digest(digests: list[str]) -> str:
+    """The output digest of a ``.map``: over its items' output digests in order, so a downstream
+    step's key follows every item without hashing the gathered list again."""
+    return hash_bytes(canonical_json(["map", digests]))
 
 
 def key_parts(*, version: str | None, code: CodeFingerprint, args: dict[str, ArgPart],
