@@ -8,10 +8,12 @@ if TYPE_CHECKING:
     from flowkit.backends.base import CompileOptions
 
 
-def run_step_argv(flow_ref: str, node: str, store: str) -> list[str]:
-    """``-m flowkit run-step`` for one node: what goes after the interpreter, before run options."""
+def run_step_argv(flow_ref: str, node: str, store: str, *, item: int | None = None) -> list[str]:
+    """``-m flowkit run-step`` for one node (``item``: item N of the ``.map`` node ``node``): what
+    goes after the interpreter, before run options."""
     # "--step=NAME": a node may be named like an option ("-x"), which a separate word would not survive
-    return ["-m", "flowkit", "run-step", f"--flow={flow_ref}", f"--step={node}", "--store", store]
+    argv = ["-m", "flowkit", "run-step", f"--flow={flow_ref}", f"--step={node}", "--store", store]
+    return argv if item is None else [*argv, f"--item={item}"]
 
 
 def step_argv(options: "CompileOptions", node: str, *, retries_by_orchestrator: bool = True) -> list[str]:

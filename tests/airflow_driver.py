@@ -5,7 +5,8 @@
 PLAN is ``{"dags_folder": DIR, "runs": [{"dag_id": ID, "conf": {...}, "remove_before": PATH | null}]}``.
 The environment (AIRFLOW_HOME, AIRFLOW__CORE__DAGS_FOLDER = DIR, a migrated database) is the
 caller's. RESULT gets ``{"airflow", "import_errors", "dag_ids", "runs": [{"dag_id", "run_id",
-"state"}]}``; the runs' step outputs are in the flowkit store the DAGs name.
+"state", "tasks"}]}``, ``tasks`` being the run's task instances as ``[task_id, map_index, state]``
+(map_index -1 for an unmapped task); the runs' step outputs are in the flowkit store the DAGs name.
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ def main(plan_path: str, result_path: str) -> int:
             # conf leak into the DAG's Param objects, and so into the next run's defaults.
             dag = dag_bag(bag.dags[item["dag_id"]].fileloc).dags[item["dag_id"]]
             dagrun = dag.test(run_conf=item.get("conf") or None)
-            result["runs"].append({"dag_id": item["dag_id"], "run_id": dagrun.run_id, "state": str(dagrun.state)})
+            tasks = sorted([ti.task_id, ti.map_index, str(ti.state)] for ti in dagrun.get_task_instances())
+            result["runs"].append({"dag_id": item["dag_id"], "run_id": dagrun.run_id, "state": str(dagrun.state),
+                                   "tasks": tasks})
     with open(result_path, "w") as f:
         json.dump(result, f, indent=2)
     return 0

@@ -183,3 +183,114 @@ def test_what_a_step_printed_in_its_container_is_read_back_with_flowkit_logs(doc
     assert run.status == "succeeded", {n: o.error for n, o in run.steps.items()}
     log = open_store(store, create=False).logs.read(run.id, "talk")
     assert log is not None and log.complete and log.text == "hello from a container\nand its stderr\n"
+
+
+MAPPED = '''
+    import os
+    import flowkit as fk
+
+    @fk.step
+    def split(n: int) -> list:
+        return [i * 10 for i in range(n)]
+
+    @fk.step
+    def square(x: int) -> int:
+        return x * x
+
+    @fk.step
+    def probe(x: int) -> dict:
+        return {"value": x + 1, "in_container": os.path.exists("/.dockerenv")}
+
+    @fk.step
+    def total(xs: list) -> int:
+        return sum(x["value"] if isinstance(x, dict) else x for x in xs)
+
+    @fk.step
+    def fragile(x: int, flag: str = "") -> int:
+        if x == 2 and os.path.exists(flag):
+            raise ValueError(f"item {x} is bad")
+        return x * 100
+
+    @fk.flow(image="flowkit:latest")
+    def chained(n: int = 3):
+        return total(probe.map(square.map(split(n))))
+
+    @fk.flow(image="flowkit:latest")
+    def over_param(xs: list = [1, 2, 4]):
+        return total(square.options(max_parallel=2).map(xs))
+
+    @fk.flow(image="flowkit:latest")
+    def strict(xs: list = [1, 2, 3], flag: str = ""):
+        return total(fragile.map(xs, flag=flag))
+
+    @fk.flow(image="flowkit:latest")
+    def tolerant(xs: list = [1, 2, 3], flag: str = ""):
+        return total(fragile.options(min_success_ratio=0.6).map(xs, flag=flag))
+'''
+
+
+def _ran(run, prefix: str) -> list[str]:
+    return [name for name, o in run.steps.items() if name.startswith(prefix + "[") and o.status == "ran"]
+
+
+def test_a_map_runs_each_item_in_a_container_keyed_by_its_content(docker_image: str, store: Path,
+                                                                  tmp_path: Path) -> None:
+    path = tmp_path / "mapped.py"
+    path.write_text(textwrap.dedent(MAPPED))
+    chained = load_flow(f"{path}:chained")
+    run = chained.run(n=3, store=store, backend="docker", workers=2)
+    assert run.status == "succeeded", {n: o.error for n, o in run.steps.items()}
+    assert run.result == sum((i * 10) ** 2 + 1 for i in range(3))
+    assert _ran(run, "square") == ["square[0]", "square[1]", "square[2]"] and run.steps["probe"].status == "ran"
+    assert all(run.output(f"probe[{i}]")["in_container"] for i in range(3))  # each item in its own container
+    assert not _containers(run.id)
+    local = chained.run(n=3, store=store)  # the same cache from this process
+    assert {o.status for o in local.steps.values()} == {"cached"} and local.result == run.result
+
+    over_param = load_flow(f"{path}:over_param")
+    first = over_param.run(xs=[1, 2, 4], store=store, backend="docker", workers=2)
+    assert first.status == "succeeded" and first.result == 1 + 4 + 16
+    inserted = over_param.run(xs=[1, 2, 3, 4], store=store, backend="docker", workers=2)
+    assert inserted.result == 1 + 4 + 9 + 16
+    assert _ran(inserted, "square") == ["square[2]"]  # only the new item got a container
+
+
+def test_a_failing_item_in_a_container_fails_the_map_unless_tolerated(docker_image: str, store: Path,
+                                                                      tmp_path: Path) -> None:
+    path = tmp_path / "mapped.py"
+    path.write_text(textwrap.dedent(MAPPED))
+    flag = tmp_path / "broken"
+    flag.write_text("")
+    strict = load_flow(f"{path}:strict")
+    failed = strict.run(flag=str(flag), store=store, backend="docker", workers=2)
+    assert failed.status == "failed"
+    assert failed.steps["fragile[1]"].error == "ValueError: item 2 is bad"
+    assert "fragile[1]" in failed.steps["fragile"].error and failed.steps["total"].status == "skipped"
+    tolerant = load_flow(f"{path}:tolerant").run(flag=str(flag), store=store, backend="docker")
+    assert tolerant.status == "succeeded" and tolerant.output("fragile") == [100, 300]
+    assert tolerant.steps["fragile[1]"].status == "failed"
+    flag.unlink()
+    resumed = strict.run(flag=str(flag), store=store, backend="docker", workers=2)
+    assert resumed.status == "succeeded" and resumed.result == 600
+    assert _ran(resumed, "fragile") == ["fragile[1]"]  # the others are cached
+    assert not _containers(resumed.id)
+
+
+def test_an_item_that_must_run_is_a_container_running_run_step_with_its_index(store: Path, tmp_path: Path) -> None:
+    """Without a daemon: the host expands the map, and an item's container command names the map
+    step and the item's index, which run-step expands the same way in the container."""
+    from flowkit.backends.runners.docker import DockerLauncher
+    from flowkit.execution import mapping
+    from flowkit.execution.runtime import RunContext
+
+    path = tmp_path / "mapped.py"
+    path.write_text(textwrap.dedent(MAPPED))
+    flow = load_flow(f"{path}:over_param")
+    ctx = RunContext(flow, flow.resolve_params({}), open_store(store), "r1")
+    mapping.expand(ctx, flow.graph.nodes["square"], {})
+    launcher = DockerLauncher.__new__(DockerLauncher)  # no client: only the spec is built
+    launcher.flow_ref, launcher.mounts = f"{path}:over_param", {}
+    command = launcher.container_spec(ctx, "square[2]")["command"]
+    assert command[:8] == ["python", "-m", "flowkit", "run-step", f"--flow={path}:over_param", "--step=square",
+                           "--store", str(ctx.store.root)]
+    assert command[8:] == ["--item=2", "--run-id", "r1", "-p", "xs=[1, 2, 4]"]

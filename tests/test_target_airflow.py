@@ -43,13 +43,19 @@ CASES = {
     "hostile": ("tests/flows/airflow_hostile.py", "hostile"),
 }
 RESUME = ("tests/flows/airflow_resume.py", "resume")
+# .map flows (run-time fan-out): golden files and the consumer tier, apart from CASES, whose
+# one-operator-per-node check a map (three tasks, one of them mapped) does not meet
+MAPPED = {
+    "map": ("tests/flows/airflow_map.py", "mapped"),
+    "map-tolerant": ("tests/flows/airflow_map.py", "tolerant"),
+}
 HOSTILE = "it's \"quoted\" \\ back\\slash $(touch INJECTED) `touch INJECTED` {{ x }} {% y %}\nnext line"
 PASSED = "passed: it's \"q\" \\\\ $(touch INJECTED) `touch INJECTED` {{ params.text }} {% if 1 %}x{% endif %}\n2nd"
 HOSTILE_NODE = "it's a \"step\" {{ x }}"
 
 
 def ref_of(case: str) -> str:
-    relative, attr = RESUME if case == "resume" else CASES[case]
+    relative, attr = RESUME if case == "resume" else {**CASES, **MAPPED}[case]
     return f"{REPO / relative}:{attr}"
 
 
@@ -59,7 +65,7 @@ def flow_of(case: str) -> Any:
 
 def fixed_options(case: str) -> CompileOptions:
     """Options as a user on another machine would get them, with fake digests that never move."""
-    relative, attr = CASES[case]
+    relative, attr = {**CASES, **MAPPED}[case]
     flow = flow_of(case)
     fake = {name: hashlib.sha256(f"fake:{name}".encode()).hexdigest() for name in flow.graph.nodes}
     return CompileOptions(flow_ref=f"/project/{relative}:{attr}", source=relative, workdir="/project",
@@ -74,7 +80,7 @@ def compile_text(flow: Any, options: CompileOptions) -> tuple[str, str]:
 # -- tier 1: golden files --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("case", sorted({**CASES, **MAPPED}))
 def test_compiled_dag_matches_golden_file(case: str) -> None:
     path, text = compile_text(flow_of(case), fixed_options(case))
     golden = GOLDEN / path
@@ -85,7 +91,7 @@ def test_compiled_dag_matches_golden_file(case: str) -> None:
     assert text == golden.read_text(), f"{path} differs from {golden}; FLOWKIT_UPDATE_GOLDEN=1 rewrites it"
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("case", sorted({**CASES, **MAPPED}))
 def test_compiling_twice_gives_identical_bytes(case: str) -> None:
     assert compile_text(flow_of(case), fixed_options(case)) == compile_text(flow_of(case), fixed_options(case))
 
@@ -241,6 +247,77 @@ def test_cli_compile_writes_the_dag_file(capsys, tmp_path: Path) -> None:
     assert steps["greet"]["argv"][steps["greet"]["argv"].index("--store") + 1] == (tmp_path / "store").as_uri()
 
 
+def mapped_calls(text: str) -> dict[str, dict[str, str]]:
+    """``PythonOperator.partial(...).expand(...)``: task_id -> the partial's and expand's keywords, as source."""
+    calls = {}
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "expand":
+            partial = node.func.value
+            assert isinstance(partial, ast.Call) and ast.unparse(partial.func) == "PythonOperator.partial"
+            kwargs = {kw.arg: ast.unparse(kw.value) for kw in partial.keywords}
+            kwargs.update({f"expand:{kw.arg}": ast.unparse(kw.value) for kw in node.keywords})
+            calls[ast.literal_eval(kwargs["task_id"])] = kwargs
+    return calls
+
+
+def edges_of(text: str) -> set[tuple[str, str]]:
+    """``tasks[A] >> tasks[B]`` statements as (A, B)."""
+    return {(ast.literal_eval(node.left.slice), ast.literal_eval(node.right.slice)) for node in ast.walk(ast.parse(text))
+            if isinstance(node, ast.BinOp) and isinstance(node.op, ast.RShift)}
+
+
+def test_a_map_becomes_an_items_task_a_mapped_task_and_a_gather() -> None:
+    _, text = compile_text(flow_of("map"), fixed_options("map"))
+    steps = module_constants(text)["STEPS"]
+    assert {task: step["node"] for task, step in steps.items()} == {
+        "split": "split", "square__items": "square", "square__item": "square", "square": "square",
+        "inc__items": "inc", "inc__item": "inc", "inc": "inc", "total": "total"}
+    assert steps["square__items"]["argv"][-1] == "--items"
+    assert steps["square__item"]["argv"] == steps["square"]["argv"] == steps["square__items"]["argv"][:-1]
+    mapped = mapped_calls(text)
+    assert sorted(mapped) == ["inc__item", "square__item"]
+    assert mapped["square__item"]["python_callable"] == "run_item"
+    assert mapped["square__item"]["expand:op_kwargs"] == "tasks['square__items'].output.map(as_op_kwargs)"
+    assert mapped["square__item"]["max_active_tis_per_dagrun"] == "2"         # max_parallel=2
+    assert "max_active_tis_per_dagrun" not in mapped["inc__item"]            # no max_parallel
+    plain = {ast.literal_eval(call.keywords[0].value): {kw.arg: ast.unparse(kw.value) for kw in call.keywords}
+             for call in operator_calls(text)}
+    assert plain["square__items"]["python_callable"] == "list_items"
+    assert plain["square"]["trigger_rule"] == "'all_done'"                    # min_success_ratio decides
+    assert "trigger_rule" not in plain["total"] and "trigger_rule" not in plain["square__items"]
+    assert edges_of(text) == {("split", "square__items"), ("square__items", "square__item"), ("square__item", "square"),
+                              ("square", "inc__items"), ("inc__items", "inc__item"), ("inc__item", "inc"),
+                              ("inc", "total")}
+
+
+def test_a_flow_without_a_map_gets_no_map_helpers() -> None:
+    _, text = compile_text(flow_of("fanout"), fixed_options("fanout"))
+    assert "def list_items" not in text and ".expand(" not in text and "*extra" not in text
+    _, text = compile_text(flow_of("map"), fixed_options("map"))
+    assert "def list_items" in text and "def run_item" in text
+
+
+def test_a_task_id_a_map_needs_that_another_step_has_is_refused(write_module) -> None:
+    module = write_module("""
+        import flowkit as fk
+
+        @fk.step
+        def listing() -> list:
+            return [1, 2]
+
+        @fk.step
+        def one(x: int) -> int:
+            return x
+
+        @fk.flow
+        def clash():
+            return listing.options(name="one__items")(), one.map(listing())
+    """)
+    with pytest.raises(CompileError, match=r"step 'one'.*'one__items'.*step 'one__items'") as err:
+        AirflowCompiler().compile(module.clash, fixed_options("hello"))
+    assert ".options(name=...)" in str(err.value)
+
+
 # -- tier 3: the real Airflow ------------------------------------------------------------------
 
 AIRFLOWS = {"airflow3": "FLOWKIT_AIRFLOW3_PY", "airflow2": "FLOWKIT_AIRFLOW2_PY"}
@@ -248,6 +325,7 @@ AIRFLOW_FIRST = {  # run in Airflow, then locally: the local run must be all cac
     "hello": {"name": "Ada"},
     "fanout": {"n_rows": 3, "offset": 1.5, "tags": ["t", "u"], "settings": {"k": [1, 2]}, "verbose": True},
 }
+MAP_CONF = {"n": 4, "bonus": 1}
 LOCAL_FIRST = {  # run locally, then in Airflow: the Airflow run must be all cached
     "hello": {"name": "Local Bob"},
     "fanout": {"n_rows": 6},
@@ -267,9 +345,18 @@ class Consumer:
     def run(self, label: str) -> dict[str, Any]:
         return next(run for run in self.runs if run["label"] == label)
 
-    def records(self, flow: Any, label: str) -> dict[str, dict[str, Any] | None]:
+    def records(self, flow: Any, label: str, items: int = 0) -> dict[str, dict[str, Any] | None]:
+        """The run's node records; with ``items``, also those of items 0..items-1 of each map."""
         run_id = self.run(label)["run_id"]
-        return {name: self.store.read_node(run_id, name) for name in flow.graph.order()}
+        names = [*flow.graph.order(), *(f"{m}[{i}]" for m in flow.graph.maps() for i in range(items))]
+        return {name: self.store.read_node(run_id, name) for name in names}
+
+    def instances(self, label: str) -> dict[str, dict[int, str]]:
+        """task_id -> map_index -> state of the run's task instances (-1: an unmapped task)."""
+        out: dict[str, dict[int, str]] = {}
+        for task_id, map_index, state in self.run(label)["tasks"]:
+            out.setdefault(task_id, {})[map_index] = state
+        return out
 
 
 @pytest.fixture(scope="module", params=sorted(AIRFLOWS))
@@ -280,7 +367,7 @@ def airflow(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     dags.mkdir()
     work.mkdir()
     dag_ids = {}
-    for name in ["hello", "fanout", "hostile", "resume"]:
+    for name in ["hello", "fanout", "hostile", "resume", *MAPPED]:
         flow = flow_of(name)
         options = CompileOptions(flow_ref=ref_of(name), source=name, workdir=str(work), store=store.as_uri(),
                                  code_digests=code_digests(flow))
@@ -292,8 +379,9 @@ def airflow(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         run = flow_of(name).run(store=store, **params)
         assert run.status == "succeeded"
         local_digests[name] = {step: outcome.output.digest for step, outcome in run.steps.items()}
-    marker = root / "marker"
+    marker, map_marker = root / "marker", root / "map-marker"
     marker.touch()
+    map_marker.touch()
     runs = [
         *({"label": f"airflow-first:{n}", "dag_id": dag_ids[n], "conf": c} for n, c in AIRFLOW_FIRST.items()),
         *({"label": f"local-first:{n}", "dag_id": dag_ids[n], "conf": c} for n, c in LOCAL_FIRST.items()),
@@ -302,6 +390,8 @@ def airflow(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         {"label": "resume:fails", "dag_id": dag_ids["resume"], "conf": {"marker": str(marker)}},
         {"label": "resume:again", "dag_id": dag_ids["resume"], "conf": {"marker": str(marker)},
          "remove_before": str(marker)},
+        {"label": "map", "dag_id": dag_ids["map"], "conf": MAP_CONF},
+        {"label": "map:tolerant", "dag_id": dag_ids["map-tolerant"], "conf": {"marker": str(map_marker)}},
     ]
     plan = root / "plan.json"
     plan.write_text(json.dumps({"dags_folder": str(dags), "runs": runs}))
@@ -326,7 +416,8 @@ def airflow(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 @pytest.mark.consumer
 def test_every_dag_imports_without_errors(airflow: Consumer) -> None:
     assert airflow.result["import_errors"] == {}
-    assert airflow.result["dag_ids"] == ["airflow_fanout", "airflow_hostile", "airflow_resume", "hello"]
+    assert airflow.result["dag_ids"] == ["airflow_fanout", "airflow_hostile", "airflow_map", "airflow_map_tolerant",
+                                         "airflow_resume", "hello"]
 
 
 @pytest.mark.consumer
@@ -379,3 +470,33 @@ def test_resubmitting_a_failed_run_reuses_its_finished_steps(airflow: Consumer) 
     assert {n: r.status for n, r in second.items()} == {"prepare": "cached", "side": "cached", "gate": "ran",
                                                            "finish": "ran"}
     assert airflow.store.load(second["finish"].output) == 3 * 10 + 1 + 3 + 1
+
+
+@pytest.mark.consumer
+def test_a_mapped_flow_runs_one_task_instance_per_item_and_a_local_run_is_all_cached(airflow: Consumer) -> None:
+    assert airflow.run("map")["state"] == "success"
+    n = MAP_CONF["n"]
+    instances = airflow.instances("map")
+    for name in ("square", "inc"):
+        assert instances[f"{name}__item"] == {i: "success" for i in range(n)}      # one per item
+        assert instances[f"{name}__items"] == instances[name] == {-1: "success"}
+    flow = flow_of("map")
+    records = airflow.records(flow, "map", items=n)
+    assert {name: r and r.status for name, r in records.items()} == {name: "ran" for name in records}
+    assert airflow.store.load(records["square"].output) == [(i * 10) ** 2 for i in range(n)]
+    local = flow.run(store=airflow.root / "store", **MAP_CONF)
+    assert sorted(local.steps) == sorted(records)
+    assert {name: o.status for name, o in local.steps.items()} == {name: "cached" for name in records}
+    assert {name: o.output.digest for name, o in local.steps.items()} == {n_: r.output.digest for n_, r in records.items()}
+    assert local.result == airflow.store.load(records["total"].output) == sum((i * 10) ** 2 + 2 for i in range(n))
+
+
+@pytest.mark.consumer
+def test_a_failed_item_within_min_success_ratio_lets_the_gather_and_the_run_succeed(airflow: Consumer) -> None:
+    run = airflow.run("map:tolerant")
+    assert run["state"] == "success"
+    assert airflow.instances("map:tolerant")["fragile__item"] == {0: "success", 1: "success", 2: "failed", 3: "success"}
+    records = airflow.records(flow_of("map-tolerant"), "map:tolerant", items=4)
+    assert records["fragile[2]"].status == "failed"
+    assert airflow.store.load(records["fragile"].output) == [1, 11, 31]
+    assert airflow.store.load(records["total"].output) == 43

@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ HELLO = "examples/hello/flow.py:hello"
 ML = "examples/ml/flow.py:digits"
 FANOUT = "tests/flows/argo_fanout.py:fanout"
 HOSTILE = "tests/flows/argo_hostile.py:hostile"
+MAP = "tests/flows/argo_map.py:mapped"
 DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 # golden file -> (flow, options); fixed machine-independent paths and fake code digests.
@@ -46,6 +48,7 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "fanout-template-pvc.yaml": (FANOUT, {"kind": "workflow-template", "volume_claim": "flowkit-store"}),
     "fanout-cron.yaml": (FANOUT, {"kind": "cron-workflow"}),
     "hostile.yaml": (HOSTILE, {"image": "img", "store": "file:///shared/my%20store", "volume_claim": "pvc"}),
+    "map.yaml": (MAP, {"image": "img"}),
 }
 
 
@@ -304,6 +307,57 @@ def test_compile_command_writes_the_file(tmp_path: Path, capsys) -> None:
     assert code == 2 and "--image" in capsys.readouterr().err
 
 
+def test_a_map_lists_its_items_fans_out_with_withparam_and_gathers(goldens: dict[str, str]) -> None:
+    doc = yaml.safe_load(goldens["map.yaml"])
+    by_name = templates(doc)
+    tasks = {t["name"]: t for t in by_name["main"]["dag"]["tasks"]}
+    assert tasks["square-items"]["dependencies"] == ["split"]
+    # square (max_parallel=2): the fan-out sits in a DAG template whose parallelism bounds it
+    outer = tasks["square-item"]
+    assert outer["template"] == "square-fan" and outer["dependencies"] == ["square-items"]
+    assert outer["arguments"] == {"parameters": [{"name": "items",
+                                                 "value": "{{tasks.square-items.outputs.parameters.items}}"}]}
+    fan = by_name["square-fan"]
+    assert fan["parallelism"] == 2 and fan["inputs"] == {"parameters": [{"name": "items"}]}
+    [inner] = fan["dag"]["tasks"]
+    assert inner["template"] == "square-item" and inner["withParam"] == "{{inputs.parameters.items}}"
+    assert inner["arguments"] == {"parameters": [{"name": "item", "value": "{{item}}"}]}
+    # inc (no max_parallel): withParam straight on the main DAG's task
+    assert tasks["inc-item"]["withParam"] == "{{tasks.inc-items.outputs.parameters.items}}"
+    assert tasks["inc-item"]["template"] == "inc-item" and "inc-fan" not in by_name
+    for fanned in (outer, inner, tasks["inc-item"], tasks["fragile-item"]):   # a failed item: the gather decides
+        assert fanned["continueOn"] == {"failed": True, "error": True}
+    assert tasks["square"]["dependencies"] == ["square-item"] and "continueOn" not in tasks["square"]
+    assert tasks["inc-items"]["dependencies"] == ["square"] and tasks["report"]["dependencies"] == ["inc", "fragile"]
+    # the three templates of a map run the same step: --items (into its output file), --item N, the gather
+    lister, item, gather = by_name["square-items"], by_name["square-item"], by_name["square"]
+    assert lister["container"]["args"][-3:] == ["--items", "--items-to", "/tmp/flowkit-items.json"]
+    assert lister["outputs"] == {"parameters": [{"name": "items", "valueFrom": {"path": "/tmp/flowkit-items.json"}}]}
+    assert item["container"]["args"][-2:] == ["--item", "{{inputs.parameters.item}}"]
+    assert item["inputs"] == {"parameters": [{"name": "item"}]}
+    assert gather["container"]["args"] == item["container"]["args"][:-2] == lister["container"]["args"][:-3]
+    # the step's retries and timeout are its items': listing and gathering get none
+    assert item["retryStrategy"] == {"limit": 1} and item["activeDeadlineSeconds"] == 60
+    assert not {"retryStrategy", "activeDeadlineSeconds"} & (set(lister) | set(gather))
+    assert {t["metadata"]["annotations"]["flowkit/step"] for t in (lister, item, gather)} == {"square"}
+
+
+def test_a_name_a_map_needs_that_another_step_has_is_refused(write_module) -> None:
+    module = _module(write_module, "@fk.step\ndef listing():\n    return [1, 2]\n\n"
+                                   "@fk.flow\ndef f():\n    return listing.options(name='s-items')(), s.map(listing())\n")
+    with pytest.raises(CompileError, match=r"step 's'.*'s-items'.*step 's-items'") as err:
+        _compile_module(module)
+    assert ".options(name=...)" in str(err.value)
+
+
+def test_a_long_map_name_leaves_room_for_its_suffixes(write_module) -> None:
+    long = "m" * 70
+    module = _module(write_module, f"@fk.step\ndef listing():\n    return [1]\n\n"
+                                   f"@fk.flow\ndef f():\n    return s.options(name={long!r}).map(listing())\n")
+    names = [t["name"] for t in spec_of(yaml.safe_load(_compile_module(module)))["templates"]]
+    assert all(DNS1123.match(n) and len(n) <= 63 for n in names) and len(names) == 5
+
+
 # ---- tier 3: the commands really run ----------------------------------------------------------
 
 def argo_substitute(text: str, values: dict[str, str]) -> str:
@@ -331,37 +385,109 @@ def argo_run(doc: dict[str, Any], run_id: str, workdir: Path, params: dict[str, 
     This is a faithful stand-in for Argo's executor, which runs the container's ``command`` +
     ``args`` without a shell after substituting ``{{workflow.*}}`` in two passes (global, then
     inputs: ``SubstituteParams``). Tasks run in dependency order, independent ones at once; a
-    failed task's dependents do not start. Returns each task's exit code (-1: not started).
+    failed task's dependents do not start unless it has ``continueOn.failed``. A task's
+    ``arguments`` are resolved from ``{{tasks.T.outputs.parameters.P}}``, ``{{inputs.parameters.P}}``
+    and ``{{item}}``; ``withParam`` runs the template once per item of the JSON list, at most
+    the DAG template's ``parallelism`` at once; an output parameter is read from its
+    ``valueFrom.path``, which each container gets privately (a file in its own directory).
+    Returns each task's exit code (-1: not started); an item as ``task(i)``, a nested DAG's
+    tasks as ``outer.inner``; a fanned-out task's code is 0 when every item's is.
     """
     spec = spec_of(doc)
     given = params or {}
     globals_ = {"workflow.name": run_id}
     for p in spec.get("arguments", {}).get("parameters", []):
         globals_[f"workflow.parameters.{p['name']}"] = given.get(p["name"], p.get("value"))
-    by_name = templates(doc)
-    tasks = {t["name"]: t for t in by_name[spec["entrypoint"]]["dag"]["tasks"]}
-    sorter = graphlib.TopologicalSorter({name: t.get("dependencies", []) for name, t in tasks.items()})
-    sorter.prepare()
+    executor = _Executor(templates(doc), globals_, workdir, {**os.environ, **(env or {})})
     codes: dict[str, int] = {}
-    while sorter.is_active():
-        ready, running = sorted(sorter.get_ready()), {}
-        for name in ready:                       # independent tasks run at once, as in Argo
-            if any(codes.get(dep) != 0 for dep in tasks[name].get("dependencies", [])):
-                codes[name] = -1                 # never started: an upstream task failed
-                continue
-            container = by_name[tasks[name]["template"]]["container"]
-            argv = [argo_substitute(argo_substitute(a, globals_), {}) for a in container["command"] + container["args"]]
-            step_env = {**os.environ, **(env or {}), **{e["name"]: e["value"] for e in container.get("env", [])}}
-            running[name] = subprocess.Popen(argv, cwd=workdir, env=step_env, stdout=subprocess.DEVNULL,
-                                             stderr=subprocess.PIPE, text=True)
-        for name, process in running.items():
-            _, err = process.communicate()
-            codes[name] = process.returncode
-            assert process.returncode in (0, 1), f"{name}: exit {process.returncode}\n{err}"
-            if process.returncode:
-                print(f"task {name} exited {process.returncode}:\n{err}", file=sys.stderr)  # shown on failure
-        sorter.done(*ready)
+    executor.dag(spec["entrypoint"], {}, "", codes)
     return codes
+
+
+class _Executor:
+    """The stand-in's state: templates, the global values, where and with what environment to run."""
+
+    def __init__(self, by_name: dict[str, dict[str, Any]], globals_: dict[str, str], workdir: Path,
+                 env: dict[str, str]) -> None:
+        self.by_name, self.globals, self.workdir, self.env = by_name, globals_, workdir, env
+
+    def dag(self, template: str, inputs: dict[str, str], prefix: str, codes: dict[str, int]) -> int:
+        """Run a DAG template's tasks; its code: 0 unless a task failed without ``continueOn``."""
+        dag_template = self.by_name[template]
+        tasks = {t["name"]: t for t in dag_template["dag"]["tasks"]}
+        scope = {f"inputs.parameters.{k}": v for k, v in inputs.items()}
+        sorter = graphlib.TopologicalSorter({name: t.get("dependencies", []) for name, t in tasks.items()})
+        sorter.prepare()
+        own: dict[str, int] = {}
+        while sorter.is_active():
+            ready, runs = sorted(sorter.get_ready()), []
+            for name in ready:                   # independent tasks run at once, as in Argo
+                task = tasks[name]
+                if any(own[dep] != 0 and not tasks[dep].get("continueOn", {}).get("failed")
+                       for dep in task.get("dependencies", [])):
+                    own[name] = codes[prefix + name] = -1   # never started: an upstream task failed
+                    continue
+                runs.append((name, task, self.invocations(task, scope)))
+            self.run_all(runs, dag_template.get("parallelism"), prefix, codes, scope, own)
+            sorter.done(*ready)
+        failed = [name for name, code in own.items() if code != 0 and not tasks[name].get("continueOn", {}).get("failed")]
+        return 1 if failed else 0
+
+    def invocations(self, task: dict[str, Any], scope: dict[str, str]) -> list[tuple[str, dict[str, str]]]:
+        """(suffix, inputs) per run of the task's template: one, or one per ``withParam`` item."""
+        if "withParam" in task:
+            items = json.loads(argo_substitute(task["withParam"], scope))
+            assert isinstance(items, list), task["withParam"]
+            runs = [(f"({i})", {"item": item if isinstance(item, str) else json.dumps(item)}) for i, item in enumerate(items)]
+        else:
+            runs = [("", {})]
+        args = task.get("arguments", {}).get("parameters", [])
+        return [(suffix, {a["name"]: argo_substitute(argo_substitute(a["value"], {**scope, **item}), self.globals)
+                          for a in args}) for suffix, item in runs]
+
+    def run_all(self, runs: list[tuple[str, dict[str, Any], list[tuple[str, dict[str, str]]]]], parallelism: int | None,
+                prefix: str, codes: dict[str, int], scope: dict[str, str], own: dict[str, int]) -> None:
+        """Start the containers of these tasks' invocations, at most ``parallelism`` at once; nested DAGs inline."""
+        pending = [(name, task, suffix, inputs) for name, task, calls in runs for suffix, inputs in calls]
+        results: dict[str, list[int]] = {name: [] for name, _task, _calls in runs}
+        while pending:
+            batch, pending = pending[:parallelism or len(pending)], pending[parallelism or len(pending):]
+            started = []
+            for name, task, suffix, inputs in batch:
+                template = self.by_name[task["template"]]
+                if "dag" in template:
+                    code = self.dag(task["template"], inputs, f"{prefix}{name}{suffix}.", codes)
+                    codes[prefix + name + suffix] = code
+                    results[name].append(code)
+                else:
+                    started.append((name, suffix, *self.start(template, inputs)))
+            for name, suffix, process, outputs in started:
+                _, err = process.communicate()
+                assert process.returncode in (0, 1), f"{name}{suffix}: exit {process.returncode}\n{err}"
+                if process.returncode:
+                    print(f"task {name}{suffix} exited {process.returncode}:\n{err}", file=sys.stderr)
+                if suffix:
+                    codes[prefix + name + suffix] = process.returncode
+                results[name].append(process.returncode)
+                for out, path in outputs.items():    # Argo reads output parameters once the container ends
+                    if process.returncode == 0:
+                        scope[f"tasks.{name}.outputs.parameters.{out}"] = path.read_text()
+        for name, task, calls in runs:
+            own[name] = codes[prefix + name] = 0 if all(code == 0 for code in results[name]) else 1
+
+    def start(self, template: dict[str, Any], inputs: dict[str, str]) -> tuple[subprocess.Popen, dict[str, Path]]:
+        """Start one container; its output files live in a directory of its own, as in its own filesystem."""
+        outputs = {o["name"]: o["valueFrom"]["path"] for o in template.get("outputs", {}).get("parameters", [])}
+        sandbox = Path(tempfile.mkdtemp(prefix="container-", dir=self.workdir.parent)) if outputs else self.workdir
+        private = {path: str(sandbox / Path(path).name) for path in outputs.values()}
+        container = template["container"]
+        values = {f"inputs.parameters.{k}": v for k, v in inputs.items()}
+        argv = [private.get(a, a) for a in (argo_substitute(argo_substitute(a, self.globals), values)
+                                             for a in container["command"] + container["args"])]
+        step_env = {**self.env, **{e["name"]: e["value"] for e in container.get("env", [])}}
+        process = subprocess.Popen(argv, cwd=self.workdir, env=step_env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, text=True)
+        return process, {name: Path(private[path]) for name, path in outputs.items()}
 
 
 def consumer_doc(ref: str, store: Path, tmp_path: Path, **changes: Any) -> dict[str, Any]:
@@ -447,3 +573,32 @@ def test_hostile_values_arrive_unchanged(store: Path, tmp_path: Path, workdir: P
     run = flow.run(store=store, text=passed, n=7)
     assert {s.status for s in run.steps.values()} == {"cached"} and run.result == {"text": passed, "n": 7}
     assert not list(tmp_path.rglob("INJECTED")) and not (REPO / "INJECTED").exists()
+
+
+def test_a_mapped_workflow_runs_its_items_through_withparam_then_a_local_run_is_all_cached(
+        store: Path, tmp_path: Path, workdir: Path, capsys) -> None:
+    doc = consumer_doc(MAP, store, tmp_path)
+    marker = tmp_path / "fail-item"
+    marker.write_text("")
+    params = {"n": "3", "bonus": "1", "xs": "[1, 2, 3, 4]", "marker": str(marker)}
+    codes = argo_run(doc, "argo-map-aaaaa", workdir, params)
+    # one run per item, square's inside its fan-out DAG; fragile's item 2 fails, within min_success_ratio
+    assert {name: code for name, code in codes.items() if "(" in name} == {
+        **{f"square-item.item({i})": 0 for i in range(3)}, **{f"inc-item({i})": 0 for i in range(3)},
+        "fragile-item(0)": 0, "fragile-item(1)": 1, "fragile-item(2)": 0, "fragile-item(3)": 0}
+    assert codes["fragile-item"] == 1 and codes["fragile"] == codes["report"] == 0
+    statuses = node_statuses(store, "argo-map-aaaaa", capsys)
+    assert statuses.pop("fragile[1]") == "failed" and set(statuses.values()) == {"ran"}
+    assert {f"square[{i}]" for i in range(3)} | {f"inc[{i}]" for i in range(3)} <= set(statuses)
+    report = {"incs": [2, 102, 402], "kept": [100, 300, 400], "total": 506 + 800}
+    assert compiled_output(store, "argo-map-aaaaa", "report") == report
+    # fixed; a resubmitted workflow (a new name) runs only the failed item, the gather and what follows
+    marker.unlink()
+    codes = argo_run(doc, "argo-map-bbbbb", workdir, params)
+    assert set(codes.values()) == {0}
+    statuses = node_statuses(store, "argo-map-bbbbb", capsys)
+    assert {name for name, status in statuses.items() if status == "ran"} == {"fragile[1]", "fragile", "report"}
+    run = load_flow(str(REPO / MAP)).run(store=store, n=3, bonus=1, marker=str(marker))
+    assert {s.status for s in run.steps.values()} == {"cached"}
+    assert run.result == compiled_output(store, "argo-map-bbbbb", "report") == {
+        "incs": [2, 102, 402], "kept": [100, 200, 300, 400], "total": 506 + 1000}

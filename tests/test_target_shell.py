@@ -505,3 +505,117 @@ def test_what_each_step_printed_is_in_the_store_for_flowkit_logs(tmp_path: Path,
     logs = subprocess.run([sys.executable, "-m", "flowkit", "logs", "shell-logs", "talk", "--store", str(store)],
                           capture_output=True, text=True)
     assert logs.returncode == 0 and logs.stdout == "hello Ada\nto stderr\n"
+
+
+# -- .map: --items, a loop of --item N bounded by --jobs and max_parallel, then the gather -------
+
+MAPPED = """
+    import json
+    import os
+    import time
+    import flowkit as fk
+
+    @fk.step
+    def split(n: int) -> list:
+        return [i * 10 for i in range(n)]
+
+    @fk.step
+    def square(x: int, log_dir: str = "") -> int:
+        start = time.time()
+        if log_dir:
+            time.sleep(0.3)
+            with open(os.path.join(log_dir, f"{x}.json"), "w") as out:
+                json.dump([start, time.time()], out)
+        return x * x
+
+    @fk.step
+    def inc(x: int) -> int:
+        return x + 1
+
+    @fk.step
+    def fragile(x: int, flag: str = "") -> int:
+        if x == 2 and os.path.exists(flag):
+            raise ValueError(f"item {x} is bad")
+        return x * 100
+
+    @fk.step
+    def total(xs: list) -> int:
+        return sum(xs)
+
+    @fk.flow
+    def mapped(n: int = 3, xs: list = [1, 2, 3], flag: str = "", log_dir: str = ""):
+        chained = total(inc.map(square.options(max_parallel=1).map(split(n), log_dir=log_dir)))
+        return {"chained": chained, "tolerant": fragile.options(min_success_ratio=0.6).map(xs, flag=flag)}
+
+    @fk.flow
+    def strict(xs: list = [1, 2, 3], flag: str = ""):
+        return total(fragile.map(xs, flag=flag))
+"""
+
+
+@pytest.fixture
+def mapped_file(tmp_path: Path) -> Path:
+    path = tmp_path / "mapped.py"
+    path.write_text(textwrap.dedent(MAPPED))
+    return path
+
+
+def item_statuses(store: Path, run_id: str, step: str) -> list[str]:
+    found = {n: s for n, s in statuses(store, run_id).items() if n.startswith(step + "[")}
+    return [found[f"{step}[{i}]"] for i in range(len(found))]
+
+
+def test_a_mapped_flow_runs_item_by_item_and_a_local_run_is_all_cached(tmp_path: Path, store: Path,
+                                                                        mapped_file: Path) -> None:
+    out = tmp_path / "out"
+    compile_cli(Path(f"{mapped_file}:mapped"), out, store, tmp_path)
+    script = out / "mapped.sh"
+    log_dir, flag = tmp_path / "spans", tmp_path / "broken"
+    log_dir.mkdir()
+    flag.write_text("")
+    proc = run_script(script, "--jobs", "3", "--log-dir", str(log_dir), "--flag", str(flag), "--run-id", "m1",
+                      cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "flowkit: step fragile[1] failed with exit code 1" in proc.stderr  # tolerated: 2 of 3 succeeded
+    assert item_statuses(store, "m1", "square") == ["ran"] * 3 and item_statuses(store, "m1", "inc") == ["ran"] * 3
+    assert item_statuses(store, "m1", "fragile") == ["ran", "failed", "ran"]
+    assert output(store, "m1", "total") == 0 + 1 + 100 + 1 + 400 + 1
+    assert output(store, "m1", "fragile") == [100, 300]
+    spans = sorted(json.loads((log_dir / f"{x}.json").read_text()) for x in (0, 10, 20))
+    assert all(earlier[1] <= later[0] for earlier, later in zip(spans, spans[1:]))  # max_parallel=1, --jobs 3
+
+    local = load_flow(f"{mapped_file}:mapped").run(store=str(store), log_dir=str(log_dir), flag=str(flag))
+    compiled = records(store, "m1")
+    assert local.result == {"chained": output(store, "m1", "total"), "tolerant": output(store, "m1", "fragile")}
+    again = {"fragile[1]", "fragile"}  # the failed item runs again, so its gather is made again
+    assert {n: s.status for n, s in local.steps.items() if n not in again} == {
+        n: "cached" for n in compiled if n not in again}
+    assert {n: s.output.digest for n, s in local.steps.items() if s.output} == {
+        n: r.output.digest for n, r in compiled.items() if r.output}
+
+    proc = run_script(script, "--xs", "[1, 5, 3]", "--log-dir", str(log_dir), "--flag", str(flag), "--run-id", "m2",
+                      cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert item_statuses(store, "m2", "fragile") == ["cached", "ran", "cached"]  # only the new item ran
+    assert output(store, "m2", "fragile") == [100, 500, 300]
+
+
+def test_a_failed_item_fails_the_gather_and_a_rerun_runs_only_that_item(tmp_path: Path, store: Path,
+                                                                         mapped_file: Path) -> None:
+    out = tmp_path / "out"
+    compile_cli(Path(f"{mapped_file}:strict"), out, store, tmp_path)
+    script = out / "strict.sh"
+    flag = tmp_path / "broken"
+    flag.write_text("")
+    proc = run_script(script, "--flag", str(flag), "--run-id", "s1", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "flowkit: step fragile[1] failed with exit code 1" in proc.stderr
+    assert "1 of 3 items failed (fragile[1])" in proc.stderr
+    assert "flowkit: step fragile failed with exit code 1" in proc.stderr
+    assert statuses(store, "s1") == {"fragile[0]": "ran", "fragile[1]": "failed", "fragile[2]": "ran",
+                                     "fragile": "failed"}  # every item ran; total never started
+    flag.unlink()
+    proc = run_script(script, "--flag", str(flag), "--run-id", "s1", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert item_statuses(store, "s1", "fragile") == ["cached", "ran", "cached"]
+    assert output(store, "s1", "total") == 100 + 200 + 300

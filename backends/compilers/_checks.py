@@ -23,9 +23,12 @@ def used_options(opts: StepOptions, flow_image: str | None = None) -> set[str]:
     return used
 
 
-def refuse_unsupported(flow: "FlowSpec", target: str, supported: set[str], hints: dict[str, str] | None = None) -> None:
-    """CompileError naming the first step and option the target cannot express."""
-    refuse_map(flow, target)
+def refuse_unsupported(flow: "FlowSpec", target: str, supported: set[str], hints: dict[str, str] | None = None,
+                       *, maps: bool = False) -> None:
+    """CompileError naming the first step and option the target cannot express; ``maps``: the
+    target has a native run-time fan-out for ``.map`` (else the first map step is refused)."""
+    if not maps:
+        refuse_map(flow, target)
     for name in flow.graph.order():
         opts = flow.graph.nodes[name].step.opts
         unsupported = sorted(used_options(opts, flow.image) - supported)

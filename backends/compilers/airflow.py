@@ -5,6 +5,12 @@ as a subprocess (no shell), with Airflow's run id and the DAG run's parameters. 
 (parameter defaults, node names, the FLOW string) only ever appear as Python literals through
 ``pyrepr``, and never in an operator's templated fields, so Airflow's Jinja rendering never
 sees them.
+
+A ``.map`` node ``M`` becomes three tasks: ``M__items`` lists the item indices (its return value
+goes to XCom), ``M__item`` is mapped over them with ``expand()`` (one task instance per item,
+``max_active_tis_per_dagrun`` from ``max_parallel``), and ``M`` gathers them with trigger rule
+``all_done``, so the map's ``min_success_ratio`` decides, not Airflow. The mapped task's
+``op_kwargs`` (templated) hold only the item index, an int from XCom: still no user text.
 """
 
 from __future__ import annotations
@@ -33,7 +39,8 @@ PARAM_TYPES = {"int": "integer", "float": "number", "str": "string", "bool": "bo
                "dict": "object"}
 _NOT_TASK_ID = re.compile(r"[^A-Za-z0-9_.-]+")
 _NOT_FILE_NAME = re.compile(r"[^A-Za-z0-9_-]+")
-_MAX_ID = 200  # Airflow allows 250; room for a "-N" suffix
+_MAX_ID = 200  # Airflow allows 250; room for a "-N" suffix and a map's "__items"
+ITEMS_SUFFIX, ITEM_SUFFIX = "__items", "__item"
 
 
 def task_ids(names: list[str]) -> dict[str, str]:
@@ -84,6 +91,36 @@ def _refuse_scheduled_required_params(flow: "FlowSpec") -> None:
         )
 
 
+def _task(task_id: str, node: str, argv: list[str], kind: str) -> dict[str, Any]:
+    """One task: ``kind`` is "step", or for a map "items" (list them), "item" (mapped), "gather"."""
+    return {"id": task_id, "node": node, "argv": argv, "kind": kind}
+
+
+def _map_tasks(name: str, task_id: str, options: "CompileOptions", tasks: list[dict[str, Any]],
+               edges: list[tuple[str, str]]) -> str:
+    """Append a map's three tasks and their two edges; return the task its upstream edges point to."""
+    argv = step_argv(options, name)
+    items, item = task_id + ITEMS_SUFFIX, task_id + ITEM_SUFFIX
+    tasks += [_task(items, name, [*argv, "--items"], "items"), {**_task(item, name, argv, "item"), "over": items},
+              _task(task_id, name, argv, "gather")]
+    edges += [(items, item), (item, task_id)]
+    return items
+
+
+def _refuse_clashing_map_ids(flow: "FlowSpec", ids: dict[str, str], maps: list[str]) -> None:
+    """A map's extra task ids must not be another node's task id: name both steps if they are."""
+    owner = {task_id: name for name, task_id in ids.items()}
+    for name in maps:
+        for suffix in (ITEMS_SUFFIX, ITEM_SUFFIX):
+            other = owner.get(ids[name] + suffix)
+            if other is not None:
+                raise CompileError(
+                    f"flow {flow.name!r}, step {name!r}: the airflow task {ids[name] + suffix!r} that lists or runs "
+                    f"its .map items is also the task id of step {other!r}",
+                    hint="rename one of them with .options(name=...)",
+                )
+
+
 class AirflowCompiler:
     """Renders ``templates/airflow/dag.py.j2``; pure: returns one Artifact."""
 
@@ -92,24 +129,28 @@ class AirflowCompiler:
     options_used: frozenset[str] = frozenset()
 
     def compile(self, flow: "FlowSpec", options: "CompileOptions") -> list[Artifact]:
-        refuse_unsupported(flow, self.target, SUPPORTED, HINTS)
+        refuse_unsupported(flow, self.target, SUPPORTED, HINTS, maps=True)
         _refuse_scheduled_required_params(flow)
         graph = flow.graph
         order = graph.order()
         ids = task_ids(order)
-        tasks = []
+        maps = graph.maps()
+        _refuse_clashing_map_ids(flow, ids, maps)
+        tasks: list[dict[str, Any]] = []
+        edges: list[tuple[str, str]] = []
         for name in order:
-            opts = graph.nodes[name].step.opts
-            tasks.append({
-                "id": ids[name],
-                "node": name,
-                "argv": step_argv(options, name),
-                "env": dict(sorted(opts.env)),
-                "retries": opts.retries,
-                "retry_delay": opts.retry_delay,
-                "timeout": opts.timeout,
-            })
-        edges = [(ids[up], ids[name]) for name in order for up in graph.upstream(name)]
+            if name in maps:
+                head = _map_tasks(name, ids[name], options, tasks, edges)
+            else:
+                head = ids[name]
+                tasks.append(_task(head, name, step_argv(options, name), "step"))
+            edges += [(ids[up], head) for up in graph.upstream(name)]
+        for task in tasks:
+            opts = graph.nodes[task["node"]].step.opts
+            own = task["kind"] in ("step", "item")  # listing and gathering: no retries, no timeout of the step's
+            task.update(env=dict(sorted(opts.env)), retries=opts.retries if own else 0,
+                        retry_delay=opts.retry_delay if own else 0.0, timeout=opts.timeout if own else None,
+                        max_parallel=opts.max_parallel)
         content = render(
             "airflow/dag.py.j2",
             source=options.source,
@@ -120,5 +161,6 @@ class AirflowCompiler:
             params=[_param(spec) for spec in flow.params],
             tasks=tasks,
             edges=edges,
+            maps=bool(maps),
         )
         return [Artifact(dag_file_name(flow.name), content)]

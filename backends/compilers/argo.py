@@ -11,6 +11,13 @@ has no escape for ``{{``. A parameter default Argo cannot carry is written as ``
 run-step then takes the flow's own default; any other text of the user's holding ``{{`` (a step
 name, env value, image or path) is refused here instead of being emitted for Argo to mangle.
 
+A ``.map`` node ``M`` becomes three tasks: ``M-items`` runs run-step ``--items`` and returns the
+item indices as its output parameter ``items`` (read from a file); ``M-item`` fans out over them
+with ``withParam``, passing ``{{item}}`` as ``--item``, with ``continueOn`` so that a failed item
+still lets ``M`` (the gather) run and apply the map's ``min_success_ratio``. ``max_parallel``
+becomes ``parallelism`` of a small DAG template ``M-fan`` that holds the fan-out, since a
+template's parallelism counts the pods of one invocation and each item is its own invocation.
+
 The steps run in the image's working directory: the image must hold the project at the path the
 flow reference names (``/project/flows.py:flow``), or the flow is compiled in its module form
 (``package.module:attr``) and installed in the image.
@@ -50,6 +57,9 @@ CRON_PRESETS = {                          # Airflow-style presets as the 5-field
     "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
     "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@hourly": "0 * * * *",
 }
+ITEMS_PATH = "/tmp/flowkit-items.json"   # where ``M-items`` writes the item indices, in its container
+MAP_SUFFIXES = ("-items", "-item", "-fan")  # the extra tasks and templates of a map node
+CONTINUE_ON = {"failed": True, "error": True}  # a failed item is the gather's to judge
 _CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,?LW#-]+$")
 
 
@@ -65,15 +75,17 @@ def k8s_name(raw: str, limit: int = NAME_LIMIT, *, force_hash: bool = False) -> 
     return f"{base[: limit - len(suffix) - 1].rstrip('-')}-{suffix}"
 
 
-def unique_names(raws: list[str], reserved: set[str]) -> dict[str, str]:
-    """Deterministic, clash-free DNS-1123 names for ``raws`` (none equal to a reserved name)."""
-    names = {raw: k8s_name(raw) for raw in raws}
+def unique_names(raws: list[str], reserved: set[str], limits: dict[str, int] | None = None) -> dict[str, str]:
+    """Deterministic, clash-free DNS-1123 names for ``raws`` (none equal to a reserved name);
+    ``limits``: a shorter length for some, to leave room for a suffix."""
+    limits = limits or {}
+    names = {raw: k8s_name(raw, limits.get(raw, NAME_LIMIT)) for raw in raws}
     counts: dict[str, int] = {}
     for name in names.values():
         counts[name] = counts.get(name, 0) + 1
     for raw, name in names.items():
         if counts[name] > 1 or name in reserved:
-            names[raw] = k8s_name(raw, force_hash=True)
+            names[raw] = k8s_name(raw, limits.get(raw, NAME_LIMIT), force_hash=True)
     if len(set(names.values())) != len(names) or reserved & set(names.values()):
         raise CompileError(f"cannot give the nodes {sorted(raws)} distinct Kubernetes names",
                            hint="rename the steps with .options(name=...)")
@@ -146,6 +158,50 @@ def seconds_text(seconds: float) -> str:
     return f"{int(seconds)}s" if seconds == int(seconds) else f"{seconds:g}s"
 
 
+def _dag_task(name: str, after: list[str], template: str | None = None, **more: Any) -> dict[str, Any]:
+    """One DAG task; ``more``: ``arguments`` ({name: value}), ``with_param``, ``continue_on``."""
+    return {"name": name, "template": template or name, "dependencies": after, "arguments": {}, "with_param": None,
+            "continue_on": None, **more}
+
+
+def _map_parts(node: "Node", step: dict[str, Any], after: list[str], steps: list[dict[str, Any]],
+               tasks: list[dict[str, Any]], dags: list[dict[str, Any]]) -> None:
+    """A map node's templates and DAG tasks: list the items, fan out over them, gather."""
+    assert node.map is not None
+    name = step["name"]
+    items, item, fan = (name + suffix for suffix in MAP_SUFFIXES)
+    quiet = {"retry": None, "deadline": None}   # listing and gathering: the step's retries and timeout are its items'
+    steps.append({**step, **quiet, "name": items, "args": [*step["args"], "--items", "--items-to", ITEMS_PATH],
+                  "outputs": [{"name": "items", "path": ITEMS_PATH}]})
+    steps.append({**step, "name": item, "args": [*step["args"], "--item", "{{inputs.parameters.item}}"],
+                  "inputs": ["item"]})
+    steps.append({**step, **quiet})
+    listed = f"{{{{tasks.{items}.outputs.parameters.items}}}}"
+    tasks.append(_dag_task(items, after))
+    fan_out = {"arguments": {"item": "{{item}}"}, "continue_on": CONTINUE_ON}
+    if node.map.max_parallel is None:
+        tasks.append(_dag_task(item, [items], with_param=listed, **fan_out))
+    else:
+        dags.append({"name": fan, "parallelism": node.map.max_parallel, "inputs": ["items"],
+                     "tasks": [_dag_task("item", [], item, with_param="{{inputs.parameters.items}}", **fan_out)]})
+        tasks.append(_dag_task(item, [items], fan, arguments={"items": listed}, continue_on=CONTINUE_ON))
+    tasks.append(_dag_task(name, [item]))
+
+
+def _refuse_clashing_map_names(flow: "FlowSpec", names: dict[str, str], maps: list[str]) -> None:
+    """A map's extra task and template names must not be another node's name: name both if they are."""
+    owner = {name: node for node, name in names.items()}
+    for node in maps:
+        for suffix in MAP_SUFFIXES:
+            other = owner.get(names[node] + suffix)
+            if other is not None:
+                raise CompileError(
+                    f"flow {flow.name!r}, step {node!r}: the Argo template {names[node] + suffix!r} of its .map "
+                    f"is also the name of step {other!r}",
+                    hint="rename one of them with .options(name=...)",
+                )
+
+
 class ArgoCompiler:
     """Renders one YAML document: ``templates/argo/workflow.yaml.j2``."""
 
@@ -157,10 +213,13 @@ class ArgoCompiler:
         if options.kind not in KINDS:
             raise CompileError(f"flow {flow.name!r}: unknown Argo kind {options.kind!r}",
                                hint=f"choose one of: {', '.join(KINDS)}")
-        refuse_unsupported(flow, self.target, SUPPORTED)
+        refuse_unsupported(flow, self.target, SUPPORTED, maps=True)
         graph = flow.graph
         order = graph.order()
-        names = unique_names(order, {ENTRYPOINT})
+        maps = graph.maps()
+        longest = max(map(len, MAP_SUFFIXES))
+        names = unique_names(order, {ENTRYPOINT}, {node: NAME_LIMIT - longest for node in maps})
+        _refuse_clashing_map_names(flow, names, maps)
         check_text(flow.name, "the flow name", flow.name)
         for what, text in (("the flow reference", options.flow_ref), ("the store URI", options.store),
                            ("the interpreter", options.python)):
@@ -170,8 +229,17 @@ class ArgoCompiler:
         mount = store_mount_path(options) if options.volume_claim else None
         if options.volume_claim:
             check_text(flow.name, "the volume claim", options.volume_claim)
-        steps = [self._step(flow, graph.nodes[node], names, params, options, mount) for node in order]
-        tasks = [{"name": names[node], "dependencies": [names[up] for up in graph.upstream(node)]} for node in order]
+        steps: list[dict[str, Any]] = []
+        tasks: list[dict[str, Any]] = []
+        dags: list[dict[str, Any]] = []
+        for node in order:
+            step = self._step(flow, graph.nodes[node], names, params, options, mount)
+            after = [names[up] for up in graph.upstream(node)]
+            if node in maps:
+                _map_parts(graph.nodes[node], step, after, steps, tasks, dags)
+            else:
+                steps.append(step)
+                tasks.append(_dag_task(step["name"], after))
 
         kind = KINDS[options.kind]
         if kind == "CronWorkflow":
@@ -185,7 +253,7 @@ class ArgoCompiler:
             source=options.source, flow_ref=options.flow_ref, kind=kind, name=name,
             generate_name=f"{name}-" if kind == "Workflow" else None, flow_name=flow.name,
             label=name, schedule=cron_schedule(flow) if kind == "CronWorkflow" else None,
-            entrypoint=ENTRYPOINT, params=params, tasks=tasks, steps=steps,
+            entrypoint=ENTRYPOINT, params=params, tasks=tasks, steps=steps, dags=dags,
             volume_claim=options.volume_claim, volume_name=STORE_VOLUME, mount_path=mount,
         )
         return [Artifact(f"{name}.yaml", content)]
@@ -244,5 +312,5 @@ class ArgoCompiler:
         return {
             "name": names[node.name], "node": node.name, "image": image, "command": [options.python], "args": args,
             "env": env, "resources": resources, "retry": retry,
-            "deadline": math.ceil(opts.timeout) if opts.timeout else None,
+            "deadline": math.ceil(opts.timeout) if opts.timeout else None, "inputs": [], "outputs": [],
         }

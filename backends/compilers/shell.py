@@ -3,6 +3,10 @@
 Nodes run generation by generation (the independent nodes of one generation in parallel, at
 most ``--jobs`` at a time); each is ``python -m flowkit run-step`` against one store, so a
 re-run of a failed script, with the same or a new ``--run-id``, reuses every finished step.
+A ``.map`` node lists its items (``run-step --items``) when its generation starts, runs them
+beside the generation's other steps (``--item N``, at most ``--jobs`` steps and ``max_parallel``
+items at once; a failed item stops nothing), then gathers them, which applies
+``min_success_ratio``.
 Every value from the flow reaches the script through ``shquote`` (code) or ``tojson``
 (comments); values known only at run time are double-quoted variables. Before any step the script
 finds a Python that can run them (``python_candidates``) or exits 127 saying how to get one.
@@ -66,6 +70,8 @@ class ShellStep:
     retry_delay: str
     timeout: str | None
     env: tuple[str, ...]      # NAME=value words for env(1)
+    map: bool = False         # a .map node: its function takes --items, --item=N, or nothing (the gather)
+    max_parallel: int | None = None  # at most this many of its items at once
 
 
 class ShellCompiler:
@@ -76,7 +82,7 @@ class ShellCompiler:
     options_used: frozenset[str] = frozenset({"jobs", "python"})
 
     def compile(self, flow: "FlowSpec", options: "CompileOptions") -> list[Artifact]:
-        refuse_unsupported(flow, self.target, SUPPORTED, HINTS)
+        refuse_unsupported(flow, self.target, SUPPORTED, HINTS, maps=True)
         check_env_names(flow)
         params = [shell_param(i, spec) for i, spec in enumerate(flow.params)]
         functions = {name: f"step_{i}" for i, name in enumerate(_flatten(flow.graph.generations()), 1)}
@@ -90,6 +96,7 @@ class ShellCompiler:
             params=params, generations=generations, steps=list(steps.values()),
             help=help_lines(script, flow, options, params, pythons),
             uses_retries=any(step.retries for step in steps.values()),
+            uses_maps=any(step.map for step in steps.values()),
             pythons=pythons, check_import=CHECK_IMPORT,
         )
         return [Artifact(script, content, executable=True)]
@@ -142,7 +149,8 @@ def seconds(value: float) -> str:
 
 
 def shell_step(flow: "FlowSpec", options: "CompileOptions", name: str, function: str) -> ShellStep:
-    opts = flow.graph.nodes[name].step.opts
+    node = flow.graph.nodes[name]
+    opts = node.step.opts
     argv = step_argv(options, name)
     store_at = argv.index("--store")
     del argv[store_at:store_at + 2]  # the script passes its own --store "$STORE"
@@ -150,6 +158,7 @@ def shell_step(flow: "FlowSpec", options: "CompileOptions", name: str, function:
         name=name, function=function, argv=tuple(argv), retries=opts.retries,
         retry_delay=seconds(opts.retry_delay), timeout=None if opts.timeout is None else seconds(opts.timeout),
         env=tuple(f"{key}={value}" for key, value in opts.env),
+        map=node.map is not None, max_parallel=node.map.max_parallel if node.map else None,
     )
 
 

@@ -1,5 +1,8 @@
 """The ``docker`` backend: each step that must run is a container running ``run-step`` (SPEC §7).
 
+A ``.map`` expands here, in the host, as on every backend (``scheduler``); each of its items that
+must run is a container running ``run-step --item N``, and the gather reads their records here.
+
 The container gets the step's image (or the flow's, or ``$FLOWKIT_IMAGE``), its CPU, memory and
 GPU limits, its env, and the project and the store mounted at the same paths as on the host, so
 the flow reference and the store URI mean the same thing inside. It records its own outcome in
@@ -17,6 +20,7 @@ from typing import Any
 
 from flowkit.authoring.params import cli_text
 from flowkit.errors import BackendError, CorruptObject, MissingInput
+from flowkit.execution.mapping import item_index
 from flowkit.execution.run import RunReport
 from flowkit.execution.runtime import NodeOutcome, RunContext
 from flowkit.execution.verdict import Decision
@@ -71,7 +75,7 @@ class DockerJob:
                  outputs: dict[str, StoredOutput]) -> None:
         self.name = name
         self._ctx = ctx
-        self._inputs = {up: outputs[up] for up in ctx.graph.nodes[name].inputs()}
+        self._inputs = {up: outputs[up] for up in ctx.node(name).inputs()}
         self._read, self._write = os.pipe()
         self.sentinel = self._read
         self.exit_code: int | None = None
@@ -152,13 +156,15 @@ class DockerLauncher:
         """Everything ``containers.run`` needs for one step."""
         from docker.types import DeviceRequest
 
-        opts = ctx.graph.nodes[name].step.opts
+        node = ctx.node(name)  # an item of a .map, too
+        opts = node.step.opts
         image = opts.image or ctx.flow.image or os.environ.get("FLOWKIT_IMAGE")
         if not image:
             raise BackendError(f"flow {ctx.flow.name!r}, step {name!r}: no image to run it in",
                                hint="set image= on the step or the flow, or export FLOWKIT_IMAGE")
-        command = ["python", *run_step_argv(self.flow_ref, name, str(ctx.store.root)), "--run-id", ctx.run_id,
-                   *param_args(ctx)]
+        step, item = (name, None) if node.item_of is None else (node.item_of, item_index(name, node.item_of))
+        command = ["python", *run_step_argv(self.flow_ref, step, str(ctx.store.root), item=item),
+                   "--run-id", ctx.run_id, *param_args(ctx)]
         spec: dict[str, Any] = {
             "image": image, "command": command, "working_dir": os.getcwd(), "volumes": self.mounts,
             "environment": {**dict(opts.env), "PYTHONUNBUFFERED": "1"},
@@ -194,10 +200,4 @@ class DockerRunner:
         self.workers = workers or os.cpu_count() or 1
 
     def run(self, ctx: RunContext) -> RunReport:
-        maps = ctx.graph.maps()
-        if maps:  # before any container: run-step in a container cannot make a map's items yet
-            raise BackendError(
-                f"flow {ctx.flow.name!r}, step {maps[0]!r}: .map (run-time fan-out) is not supported by the docker backend yet",
-                hint="run the flow with --backend process or --backend local",
-            )
         return run_nodes(ctx, DockerLauncher(ctx), self.workers)

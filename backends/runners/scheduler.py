@@ -19,9 +19,9 @@ from typing import Protocol
 from flowkit.errors import FlowDefinitionError, MissingInput
 from flowkit.execution import mapping
 from flowkit.execution.run import RunReport, progress_lines
-from flowkit.execution.runtime import NodeOutcome, RunContext, execute, loader
+from flowkit.execution.runtime import NodeOutcome, RunContext, execute
 from flowkit.execution.verdict import Decision
-from flowkit.graph.nodes import FlowGraph, Node
+from flowkit.graph.nodes import FlowGraph
 from flowkit.store.objects import StoredOutput
 
 from flowkit.backends.runners.progress import Progress
@@ -227,7 +227,7 @@ def _map_step(ctx: RunContext, schedule: Schedule, name: str, progress: Progress
         if name in ctx.expansions:
             _finish(schedule, progress, name, execute(ctx, name, schedule.outputs))
             return
-        items = _expand(ctx, node, schedule)
+        items = mapping.expand(ctx, node, schedule.outputs)  # registered in ctx: a forked worker finds them
     except MissingInput as missing:
         was_done = missing.node in schedule.outcomes
         if schedule.make_again(name, missing.node):
@@ -244,22 +244,6 @@ def _map_step(ctx: RunContext, schedule: Schedule, name: str, progress: Progress
     schedule.expand(name, [(item.name, item.inputs()) for item in items], node.map.max_parallel)
 
 
-def _expand(ctx: RunContext, node: Node, schedule: Schedule) -> list[Node]:
-    """The map's item nodes, registered in the run (a forked worker finds them there)."""
-    outputs = schedule.outputs
-
-    def items_of(up: str) -> list[str] | None:
-        names = ctx.expansions.get(up)
-        return None if names is None else [item for item in names if item in outputs]
-
-    args = mapping.item_args(node, ctx.flow.name, ctx.params, loader(ctx.store, outputs), items_of)
-    items = mapping.item_nodes(node, args)
-    for item in items:
-        ctx.items[item.name] = item
-    ctx.expansions[node.name] = [item.name for item in items]
-    return items
-
-
 def _collect(ctx: RunContext, schedule: Schedule, launcher: Launcher, name: str, job: Job,
              progress: Progress) -> None:
     try:
@@ -273,6 +257,8 @@ def _collect(ctx: RunContext, schedule: Schedule, launcher: Launcher, name: str,
     else:
         if not launcher.records:
             ctx.record(outcome)
+        elif outcome.status == "ran" and name in ctx.items:  # recorded by its job: the gather counts it fresh
+            ctx.fresh.add(name)
     _finish(schedule, progress, name, outcome)
 
 

@@ -44,6 +44,12 @@ def add_parsers(sub: Any) -> None:
     step.add_argument("--force", action="store_true", help="run the step even if its key is cached")
     step.add_argument("--expect-code", metavar="DIGEST", help="refuse to run if the step's code digest differs")
     step.add_argument("--bundle", metavar="DIGEST", help="import the flow from this code bundle in the store")
+    fan = step.add_mutually_exclusive_group()  # a .map step: list its items, run one, or (neither) gather them
+    fan.add_argument("--items", action="store_true",
+                     help="on a .map step: print its item indices as a JSON list (last line), run nothing")
+    fan.add_argument("--item", type=int, metavar="N",
+                     help="on a .map step: run its item N (with neither flag: gather the items)")
+    step.add_argument("--items-to", metavar="FILE", help="with --items: also write the JSON list to FILE")
     step.set_defaults(handler=cmd_run_step)
 
 
@@ -178,8 +184,15 @@ def print_failure(outcome: Any, gap: str = "") -> None:
 
 
 def cmd_run_step(args: argparse.Namespace) -> int:
-    outcome = run_step(args.flow, args.step, args.run_id, args.store, args.params, retries=not args.no_retries,
-                       expect_code=args.expect_code, bundle=args.bundle, force=args.force)
+    if args.items_to and not args.items:
+        raise UsageError("run-step: --items-to writes the list that --items makes", hint="add --items")
+    if args.items:
+        return _list_items(args)
+    flow, store, params = _step_inputs(args)
+    from flowkit.execution.entrypoint import run_step as run_node
+
+    outcome = run_node(flow, args.step, args.run_id, store, params, item=args.item, retries=not args.no_retries,
+                       force=args.force)
     if outcome.status == "failed":
         print_failure(outcome)
         return 1
@@ -188,31 +201,67 @@ def cmd_run_step(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_step(flow_ref: str, name: str, run_id: str, store_uri: str, raw_params: list[str] | None, *,
-             retries: bool = True, expect_code: str | None = None, bundle: str | None = None,
-             force: bool = False) -> Any:
+def _list_items(args: argparse.Namespace) -> int:
+    """``--items``: the map's item indices as the last line of stdout (and in ``--items-to``)."""
+    import json
+
+    from flowkit.execution.entrypoint import map_items
+
+    if args.force:
+        raise UsageError("run-step: --items runs nothing, so there is nothing to --force",
+                         hint="drop --force, or pass it to each --item")
+    flow, store, params = _step_inputs(args)
+    listed = map_items(flow, args.step, args.run_id, store, params)
+    if listed.failure is not None:
+        print_failure(listed.failure)
+        return 1
+    text = json.dumps(listed.indices)
+    if args.items_to:
+        _write_atomically(args.items_to, text + "\n")
+    print(text)
+    return 0
+
+
+def _write_atomically(path: str, text: str) -> None:
+    """Write ``path`` whole or not at all (an orchestrator may read it as the process ends)."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(temp, target)
+    except OSError as exc:
+        raise UsageError(f"run-step: cannot write --items-to {path}: {exc.strerror or exc}",
+                         hint="name a file in a folder this process can write") from None
+
+
+def _step_inputs(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
     """Open the store, load the flow (from a bundle in it, if given), check the code is the
-    compiled code, then run or reuse the node."""
+    compiled code; the flow, the store and the resolved parameters."""
     from flowkit.authoring.params import parse_assignments
-    from flowkit.execution.entrypoint import run_step as run_node
     from flowkit.keys.code import code_fingerprint
     from flowkit.loading import load_flow
     from flowkit.store import open_store
 
+    run_id, flow_ref, name = args.run_id, args.flow, args.step
     if not run_id or "/" in run_id or run_id in (".", "..") or "\0" in run_id:
         raise UsageError(f"run-step: --run-id {run_id!r} cannot name a run folder",
                          hint="use letters, digits and -_.:+ (an orchestrator's run id works)")
-    store = open_store(store_uri)
-    if bundle:
+    store = open_store(args.store)
+    if args.bundle:
         from flowkit.store.bundle import activate
 
-        flow_ref = activate(store, bundle, flow_ref)
+        flow_ref = activate(store, args.bundle, flow_ref)
     flow = load_flow(flow_ref)
     node = flow.graph.node(name)  # an unknown name lists the valid ones
-    if expect_code is not None and code_fingerprint(node.step.fn).digest != expect_code:
+    if args.expect_code is not None and code_fingerprint(node.step.fn).digest != args.expect_code:
         raise CodeMismatchError(
             f"flow {flow.name!r}, step {name!r}: the code here differs from the code that was compiled",
             hint="deploy the compiled version of the flow, or compile again from this code",
         )
-    params = flow.resolve_params(parse_assignments(flow.name, raw_params, flow.params))
-    return run_node(flow, name, run_id, store, params, retries=retries, force=force)
+    return flow, store, flow.resolve_params(parse_assignments(flow.name, args.params, flow.params))

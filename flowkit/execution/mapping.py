@@ -8,12 +8,16 @@ an item re-runs only that item. The run and the plan make the items here, the sa
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from flowkit.errors import FlowDefinitionError, Unstable
 from flowkit.graph.nodes import Arg, Item, Node, ParamRef, Ref
 from flowkit.keys.parts import resolve_path
 from flowkit.keys.values import fingerprint
+
+if TYPE_CHECKING:
+    from flowkit.execution.runtime import RunContext
+    from flowkit.store.objects import StoredOutput
 
 ItemsOf = Callable[[str], "list[str] | None"]  # a map node's finished item names; None: not a map
 
@@ -21,6 +25,11 @@ ItemsOf = Callable[[str], "list[str] | None"]  # a map node's finished item name
 def item_name(map_node: str, index: int) -> str:
     """``train[3]``: what run.steps, show and explain call the item."""
     return f"{map_node}[{index}]"
+
+
+def item_index(name: str, map_node: str) -> int:
+    """N of item ``map_node[N]``: what ``run-step --item`` takes."""
+    return int(name[len(map_node) + 1:-1])
 
 
 def item_args(node: Node, flow: str, params: dict[str, Any], load: Callable[[str], Any],
@@ -49,6 +58,24 @@ def item_nodes(node: Node, args: list[Arg]) -> list[Node]:
     param = node.map.param
     return [Node(name=item_name(node.name, i), step=node.step, args={**node.args, param: arg},
                  call_site=node.call_site, item_of=node.name) for i, arg in enumerate(args)]
+
+
+def expand(ctx: "RunContext", node: Node, outputs: "dict[str, StoredOutput]") -> list[Node]:
+    """The map's item nodes, registered in the run (where a worker and the gather find them): the
+    one expansion the scheduler and ``run-step`` share. ``outputs`` holds the map's upstream
+    outputs and, for a map over another map, the outputs of that map's items that succeeded."""
+    from flowkit.execution.runtime import loader  # runtime is heavier than the plan needs
+
+    def items_of(up: str) -> list[str] | None:
+        names = ctx.expansions.get(up)
+        return None if names is None else [item for item in names if item in outputs]
+
+    args = item_args(node, ctx.flow.name, ctx.params, loader(ctx.store, outputs), items_of)
+    items = item_nodes(node, args)
+    for item in items:
+        ctx.items[item.name] = item
+    ctx.expansions[node.name] = [item.name for item in items]
+    return items
 
 
 def _item(over: Ref, index: int, value: Any) -> Item:
