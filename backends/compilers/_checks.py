@@ -57,3 +57,19 @@ def no_container_hints(subject: str, python: str) -> dict[str, str]:
         "image": f"{subject} runs every step on {python}: {elsewhere}, to use an image",
         "resources": f"{subject} cannot reserve cpu, memory or gpu: {elsewhere}",
     }
+
+
+def refuse_clashing_map_names(flow: "FlowSpec", names: dict[str, str], maps: list[str], suffixes: tuple[str, ...],
+                              what: str) -> None:
+    """A map's extra task names (its name plus each suffix) must not be another node's name: name both
+    steps if they are. ``names``: node -> its name in the target; ``what``: how the target calls it."""
+    owner = {name: node for node, name in names.items()}
+    for node in maps:
+        for suffix in suffixes:
+            other = owner.get(names[node] + suffix)
+            if other is not None:
+                raise CompileError(
+                    f"flow {flow.name!r}, step {node!r}: the {what} {names[node] + suffix!r} of its .map "
+                    f"is also the name of step {other!r}",
+                    hint="rename one of them with .options(name=...)",
+                )

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowkit.errors import CompileError
 
-from flowkit.backends.compilers._checks import no_container_hints, refuse_unsupported
+from flowkit.backends.compilers._checks import no_container_hints, refuse_clashing_map_names, refuse_unsupported
 from flowkit.backends._command import step_argv
 from flowkit.backends.compilers._render import render
 from flowkit.backends.base import Artifact
@@ -107,20 +107,6 @@ def _map_tasks(name: str, task_id: str, options: "CompileOptions", tasks: list[d
     return items
 
 
-def _refuse_clashing_map_ids(flow: "FlowSpec", ids: dict[str, str], maps: list[str]) -> None:
-    """A map's extra task ids must not be another node's task id: name both steps if they are."""
-    owner = {task_id: name for name, task_id in ids.items()}
-    for name in maps:
-        for suffix in (ITEMS_SUFFIX, ITEM_SUFFIX):
-            other = owner.get(ids[name] + suffix)
-            if other is not None:
-                raise CompileError(
-                    f"flow {flow.name!r}, step {name!r}: the airflow task {ids[name] + suffix!r} that lists or runs "
-                    f"its .map items is also the task id of step {other!r}",
-                    hint="rename one of them with .options(name=...)",
-                )
-
-
 class AirflowCompiler:
     """Renders ``templates/airflow/dag.py.j2``; pure: returns one Artifact."""
 
@@ -135,7 +121,7 @@ class AirflowCompiler:
         order = graph.order()
         ids = task_ids(order)
         maps = graph.maps()
-        _refuse_clashing_map_ids(flow, ids, maps)
+        refuse_clashing_map_names(flow, ids, maps, (ITEMS_SUFFIX, ITEM_SUFFIX), "airflow task")
         tasks: list[dict[str, Any]] = []
         edges: list[tuple[str, str]] = []
         for name in order:

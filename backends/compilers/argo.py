@@ -34,7 +34,7 @@ from urllib.parse import unquote, urlparse
 from flowkit.errors import CompileError
 from flowkit.authoring.params import FLOW_DEFAULT, cli_text
 
-from flowkit.backends.compilers._checks import refuse_unsupported
+from flowkit.backends.compilers._checks import refuse_clashing_map_names, refuse_unsupported
 from flowkit.backends._command import step_argv
 from flowkit.backends.compilers._render import render
 from flowkit.backends.base import Artifact
@@ -188,20 +188,6 @@ def _map_parts(node: "Node", step: dict[str, Any], after: list[str], steps: list
     tasks.append(_dag_task(name, [item]))
 
 
-def _refuse_clashing_map_names(flow: "FlowSpec", names: dict[str, str], maps: list[str]) -> None:
-    """A map's extra task and template names must not be another node's name: name both if they are."""
-    owner = {name: node for node, name in names.items()}
-    for node in maps:
-        for suffix in MAP_SUFFIXES:
-            other = owner.get(names[node] + suffix)
-            if other is not None:
-                raise CompileError(
-                    f"flow {flow.name!r}, step {node!r}: the Argo template {names[node] + suffix!r} of its .map "
-                    f"is also the name of step {other!r}",
-                    hint="rename one of them with .options(name=...)",
-                )
-
-
 class ArgoCompiler:
     """Renders one YAML document: ``templates/argo/workflow.yaml.j2``."""
 
@@ -219,7 +205,7 @@ class ArgoCompiler:
         maps = graph.maps()
         longest = max(map(len, MAP_SUFFIXES))
         names = unique_names(order, {ENTRYPOINT}, {node: NAME_LIMIT - longest for node in maps})
-        _refuse_clashing_map_names(flow, names, maps)
+        refuse_clashing_map_names(flow, names, maps, MAP_SUFFIXES, "Argo template")
         check_text(flow.name, "the flow name", flow.name)
         for what, text in (("the flow reference", options.flow_ref), ("the store URI", options.store),
                            ("the interpreter", options.python)):
